@@ -1,0 +1,1 @@
+"""Manifest of known model files (read by ``lodevec model pull``)."""

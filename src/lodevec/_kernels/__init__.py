@@ -1,0 +1,1 @@
+"""Compiled Cython kernels (built from ../../cython_kernels). Import via lodevec.kernels."""
