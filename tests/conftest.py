@@ -1,0 +1,42 @@
+"""Shared fixtures: model files and reference outputs copied from ../shared/fixtures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+NOMIC = FIXTURES / "nomic-tiny"
+MINILM = FIXTURES / "minilm"
+NOMIC_FILES = ["tiny-nomic-v1.5.f16.gguf", "tiny-nomic-v1.5.Q8_0.gguf", "tiny-nomic-v1.5.Q4_K_M.gguf"]
+MINILM_FILE = MINILM / "all-MiniLM-L6-v2.f16.gguf"
+PERF_MODEL = Path(__file__).resolve().parents[1].parent / "shared" / "perf" / "perf-nomic-v1.5-random.Q4_K_M.gguf"
+
+
+def load_golden(path: Path) -> dict:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+@pytest.fixture(scope="session")
+def nomic_golden() -> dict:
+    return load_golden(NOMIC / "golden.json")
+
+
+@pytest.fixture(scope="session")
+def minilm_golden() -> dict:
+    return load_golden(MINILM / "golden.json")
+
+
+def cosine(a, b) -> float:
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def pytest_report_header(config):
+    import lodevec
+
+    return f"lodevec imported from {Path(lodevec.__file__).parent}"
