@@ -40,7 +40,7 @@ def _positive(s: str) -> int:
     return v
 
 
-def _read_records(path: str | None, stdin) -> Iterator[tuple[int, dict]]:
+def _read_records(path: str | None, stdin, require_text: bool = True) -> Iterator[tuple[int, dict]]:
     """JSON Lines records ``{"id"?, "text", ...}``; blank lines are skipped."""
     name = path if path and path != "-" else "<stdin>"
     try:
@@ -58,7 +58,7 @@ def _read_records(path: str | None, stdin) -> Iterator[tuple[int, dict]]:
                                          'expected {"id": ..., "text": "..."}') from None
             if not isinstance(rec, dict):
                 raise errors.RecordError(f"{name}:{lineno}: expected a JSON object with a \"text\" key")
-            if not isinstance(rec.get("text"), str):
+            if require_text and not isinstance(rec.get("text"), str):
                 raise errors.RecordError(f"{name}:{lineno}: \"text\" is missing or not a string")
             yield lineno, rec
     except UnicodeDecodeError as e:
@@ -153,6 +153,147 @@ def cmd_bench(args, out) -> int:
     return EXIT_OK
 
 
+# ------------------------------------------------------------------------ store commands
+def _open_collection(args, create: bool):
+    """The collection plus an embedder for the model recorded with it (or --model)."""
+    from .embedder import Embedder
+    from .hub import resolve_model
+    from .store import Database
+
+    db = Database(args.db)
+    stored = None
+    if not create or db.exists(args.collection):
+        stored = db.open(args.collection).identity
+    model = args.model
+    if model is None and stored is not None:
+        model = _recorded_model(stored)
+    emb = Embedder.from_gguf(resolve_model(model), threads=args.threads)
+    identity = emb.identity(getattr(args, "dim", None) or (stored or {}).get("dim"))
+    coll = db.create_or_open(args.collection, identity=identity) if create \
+        else db.open(args.collection, identity=identity)
+    return coll, emb
+
+
+def _recorded_model(identity: dict):
+    """The model file recorded with a table: its path if it still exists, else its name
+    looked up in the model cache."""
+    path = identity.get("path")
+    if path and Path(path).exists():
+        return path
+    from .hub import cached_models
+
+    for p in cached_models():
+        if p.name == identity.get("model"):
+            return p
+    raise errors.ModelNotFoundError(
+        f"the collection was made with {identity.get('model')!r}, which is neither at "
+        f"{path!r} nor in the model cache; pass --model FILE")
+
+
+def _progress_bar(args):
+    if args.json or not sys.stderr.isatty() and not getattr(args, "progress", False):
+        return None, lambda: None
+    from tqdm import tqdm
+
+    bar = tqdm(unit=" chunks", file=sys.stderr, dynamic_ncols=True)
+    state = {"chunks": 0}
+
+    def update(files: int, chunks: int, tokens: int) -> None:
+        bar.update(chunks - state["chunks"])
+        state["chunks"] = chunks
+        rate = bar.format_dict.get("elapsed") or 0
+        bar.set_postfix(files=files, tok_s=f"{tokens / rate:.0f}" if rate else "-", refresh=False)
+
+    return update, bar.close
+
+
+def cmd_index(args, out) -> int:
+    from .ingest import Indexer
+
+    if not args.paths and not args.input:
+        raise errors.InputError("give files or folders to index, or --input FILE.jsonl")
+    records = None
+    if args.input:
+        records = [rec for _, rec in _read_records(args.input, sys.stdin, require_text=False)]
+    coll, emb = _open_collection(args, create=True)
+    update, close = _progress_bar(args)
+    try:
+        ix = Indexer(coll, emb, chunk_tokens=args.chunk_tokens, overlap=args.overlap,
+                     batch_size=args.batch_size, progress=update, dim=coll.dim if coll.dim != emb.dim else None)
+        if records is not None:
+            summary = ix.index_records(records, source=args.input if args.input != "-" else "<stdin>")
+        if args.paths:
+            summary = ix.index_paths(args.paths, prune=not args.no_prune)
+    finally:
+        close()
+    coll.maintain()
+    s = summary.to_dict()
+    if args.json:
+        _print_json(s, out)
+    else:
+        out.write(f"indexed {s['files']} files ({s['files_unchanged']} unchanged), "
+                  f"{s['chunks_embedded']} chunks embedded, {s['chunks_skipped']} unchanged, "
+                  f"{s['chunks_removed']} removed, {s['tokens']} tokens in {s['seconds']:.1f}s "
+                  f"({s['tokens_per_s']:.0f} tokens/s)\n")
+        for sk in s["skipped"]:
+            out.write(f"  skipped {sk['path']}: {sk['reason']}\n")
+    return EXIT_OK
+
+
+def cmd_search(args, out) -> int:
+    coll, emb = _open_collection(args, create=False)
+    q = emb.embed(args.query, task="search_query", dim=coll.dim if coll.dim != emb.dim else None)
+    mode = "hybrid" if args.hybrid else "vector"
+    results = coll.search(q, k=args.k, where=args.where, query_text=args.query, mode=mode)
+    for r in results:
+        if args.json:
+            _print_json({"id": r.id, "score": r.score, "text": r.text, "source": r.source,
+                         "chunk": r.chunk, "metadata": r.metadata}, out)
+        else:
+            snippet = " ".join(r.text.split())
+            snippet = snippet[:160] + ("…" if len(snippet) > 160 else "")
+            out.write(f"{r.score:.4f}  {_display_source(r.source)}:{r.chunk}\n        {snippet}\n")
+    if not results and not args.json:
+        out.write("no results\n")
+    return EXIT_OK
+
+
+def _display_source(source: str) -> str:
+    try:
+        return str(Path(source).relative_to(Path.cwd()))
+    except ValueError:
+        return source
+
+
+def cmd_delete(args, out) -> int:
+    from .store import Database
+
+    coll = Database(args.db).open(args.collection)
+    n = coll.delete(ids=args.ids)
+    _print_json({"deleted": n}, out)
+    return EXIT_OK
+
+
+def cmd_stats(args, out) -> int:
+    from .store import Database
+
+    stats = Database(args.db).open(args.collection).stats()
+    if args.json:
+        _print_json(stats, out)
+    else:
+        for k, v in stats.items():
+            out.write(f"{k:>14}: {json.dumps(v) if isinstance(v, (dict, list)) else v}\n")
+    return EXIT_OK
+
+
+def cmd_optimize(args, out) -> int:
+    from .store import Database
+
+    res = Database(args.db).open(args.collection).optimize()
+    _print_json(res if isinstance(res, dict) else {"optimized": True}, out)
+    return EXIT_OK
+
+
 # ------------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lodevec", description="Local semantic search on GGUF embedding models.")
@@ -203,6 +344,48 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--queries", type=_positive, default=200, help="(search) number of queries")
     sp.add_argument("--json", action="store_true", help="JSON Lines output")
     sp.set_defaults(func=cmd_bench)
+
+    def db_args(sp):
+        sp.add_argument("--db", required=True, help="database folder (or s3://... URI)")
+        sp.add_argument("--collection", default="default", help="table name (default: default)")
+
+    sp = sub.add_parser("index", help="index files/folders (or --input records) into --db")
+    db_args(sp)
+    model_args(sp)
+    sp.add_argument("paths", nargs="*", help="files and folders (.gitignore is honoured)")
+    sp.add_argument("--input", "-i", help="JSON Lines records {\"id\", \"text\", \"metadata\"?} ('-' for stdin)")
+    sp.add_argument("--dim", type=_positive, default=None, help="Matryoshka dimension for a new table")
+    sp.add_argument("--chunk-tokens", type=_positive, default=256, help="word pieces per chunk (default 256)")
+    sp.add_argument("--overlap", type=int, default=32, help="word pieces shared by neighbouring chunks")
+    sp.add_argument("--batch-size", type=_positive, default=256, help="chunks per embedding batch / write")
+    sp.add_argument("--no-prune", action="store_true", help="keep chunks of files that disappeared")
+    sp.add_argument("--progress", action="store_true", help="progress bar even when stderr is not a terminal")
+    sp.add_argument("--json", action="store_true", help="print a JSON summary instead")
+    sp.set_defaults(func=cmd_index)
+
+    sp = sub.add_parser("search", help="search --db by meaning")
+    db_args(sp)
+    model_args(sp)
+    sp.add_argument("query", help="what to look for")
+    sp.add_argument("-k", type=_positive, default=10, help="number of results (default 10)")
+    sp.add_argument("--where", help="SQL filter, e.g. \"source LIKE '%%.md'\"")
+    sp.add_argument("--hybrid", action="store_true", help="fuse vector and full-text ranks (RRF)")
+    sp.add_argument("--json", action="store_true", help="JSON Lines output")
+    sp.set_defaults(func=cmd_search)
+
+    sp = sub.add_parser("delete", help="delete rows by id")
+    db_args(sp)
+    sp.add_argument("ids", nargs="+")
+    sp.set_defaults(func=cmd_delete)
+
+    sp = sub.add_parser("stats", help="rows, sources, model, index state, size")
+    db_args(sp)
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_stats)
+
+    sp = sub.add_parser("optimize", help="compact files, prune old versions, update indexes")
+    db_args(sp)
+    sp.set_defaults(func=cmd_optimize)
     return p
 
 

@@ -100,7 +100,7 @@ class Encoder:
     def identity(self, dim: int | None = None) -> dict:
         """What a store records to refuse vectors from another model."""
         return {"architecture": self.config.architecture, "model": self.model.path.name,
-                "digest": self.model.digest, "dim": self.check_dim(dim),
+                "path": str(self.model.path.resolve()), "digest": self.model.digest, "dim": self.check_dim(dim),
                 "hidden": self.dim, "prompts": self.prompts}
 
     def check_dim(self, dim: int | None) -> int:
