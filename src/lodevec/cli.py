@@ -168,7 +168,10 @@ def _open_collection(args, create: bool):
     if model is None and stored is not None:
         model = _recorded_model(stored)
     emb = Embedder.from_gguf(resolve_model(model), threads=args.threads)
-    identity = emb.identity(getattr(args, "dim", None) or (stored or {}).get("dim"))
+    dim = getattr(args, "dim", None)
+    if dim is None and stored is not None and stored.get("digest") == emb.encoder.model.digest:
+        dim = stored.get("dim")  # same model: keep the table's Matryoshka size
+    identity = emb.identity(dim)
     coll = db.create_or_open(args.collection, identity=identity) if create \
         else db.open(args.collection, identity=identity)
     return coll, emb
