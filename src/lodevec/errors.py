@@ -87,5 +87,9 @@ class CollectionNotFoundError(StoreError, InputError):
     """The database or collection does not exist."""
 
 
+class QueryError(StoreError, InputError):
+    """A search/count/delete filter (SQL ``where``) or a full-text query cannot be parsed."""
+
+
 class RecordError(InputError):
     """An input record is malformed (no text, bad id, bad metadata)."""

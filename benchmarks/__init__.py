@@ -1,0 +1,1 @@
+"""asv benchmark suite (``asv run``; config in ../asv.conf.json)."""

@@ -1,0 +1,82 @@
+"""asv benchmarks of the compiled kernels on synthetic GGML blocks (no model file needed).
+
+Run: ``asv run --python=same`` (or ``asv dev``) from the repo root.  ``track_*``
+methods report GFLOP/s of the quantized matmul directly.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import timeit
+from pathlib import Path
+
+import numpy as np
+
+try:
+    importlib.import_module("lodevec._kernels.matmul")
+except ImportError:  # not installed: use the in-place build (python setup.py build_ext --inplace)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from lodevec import kernels  # noqa: E402
+from lodevec.constants import BLOCK_SIZE, TYPE_SIZE, GGMLQuantizationType  # noqa: E402
+from lodevec.tensors import QuantTensor  # noqa: E402
+
+T = GGMLQuantizationType
+# byte offsets of the f16 scale fields in a block (kept finite in synthetic data)
+_F16_FIELDS = {T.Q4_K: (0, 2), T.Q6_K: (208,), T.Q8_0: (0,)}
+
+
+def synthetic_tensor(qtype: GGMLQuantizationType, rows: int, cols: int, seed: int = 0) -> QuantTensor:
+    """Random blocks with small finite f16 scales: the weight-matrix shape of a real layer."""
+    rng = np.random.default_rng(seed)
+    blk, size = BLOCK_SIZE[qtype], TYPE_SIZE[qtype]
+    nb = cols // blk
+    raw = rng.integers(0, 256, size=(rows, nb, size), dtype=np.uint8)
+    for off in _F16_FIELDS[qtype]:
+        vals = (rng.standard_normal((rows, nb)) * 0.01).astype(np.float16)
+        raw[:, :, off:off + 2] = vals.view(np.uint8).reshape(rows, nb, 2)
+    return QuantTensor(f"synthetic.{qtype.name}", qtype, rows, cols, raw.reshape(rows, nb * size))
+
+
+class Dequantize:
+    """Whole-tensor dequantization of a 3072 x 768 weight (ffn_up shaped)."""
+
+    params = (["Q4_K", "Q6_K", "Q8_0"], [1, 2])
+    param_names = ["qtype", "threads"]
+
+    def setup(self, qtype, threads):
+        self.t = synthetic_tensor(T[qtype], 3072, 768)
+        kernels.set_num_threads(threads)
+        kernels.dequantize(self.t)
+
+    def time_dequantize(self, qtype, threads):
+        kernels.dequantize(self.t)
+
+
+class MatmulQ4K:
+    """y = x @ W.T for Q4_K weights of the nomic-embed shapes (attn_output, ffn_up)."""
+
+    params = (["768x768", "3072x768"], [16, 128, 2048], [1, 2])
+    param_names = ["shape", "n", "threads"]
+    timeout = 120
+
+    def setup(self, shape, n, threads):
+        m, k = (int(v) for v in shape.split("x"))
+        self.w = synthetic_tensor(T.Q4_K, m, k)
+        self.x = np.random.default_rng(1).standard_normal((n, k)).astype(np.float32)
+        self.out = np.empty((n, m), np.float32)
+        self.flops = 2.0 * n * m * k
+        kernels.set_num_threads(threads)
+        kernels.matmul(self.x, self.w, out=self.out)
+
+    def time_matmul(self, shape, n, threads):
+        kernels.matmul(self.x, self.w, out=self.out)
+
+    def track_gflops(self, shape, n, threads):
+        reps = max(1, int(2e9 // self.flops))
+        best = min(timeit.repeat(lambda: kernels.matmul(self.x, self.w, out=self.out),
+                                 number=reps, repeat=5)) / reps
+        return self.flops / best / 1e9
+
+    track_gflops.unit = "GFLOP/s"

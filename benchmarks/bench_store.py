@@ -1,0 +1,116 @@
+"""asv benchmarks of the LanceDB store on synthetic clustered vectors (no model needed).
+
+Run: ``asv run --python=same --bench bench_store`` from the repo root.  The table is
+built once per run (``setup_cache``) at 20k x 768, the size at which the store switches
+from flat search to its IVF_HNSW_SQ index; ``lodevec bench search --rows 100000`` runs
+the full-size benchmark.  ``track_*`` methods report recall and insert throughput.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+if importlib.util.find_spec("lodevec") is None:  # not installed: the source tree
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from lodevec.search_bench import _exact_topk, make_clustered  # noqa: E402
+from lodevec.store import Database, IndexPolicy  # noqa: E402
+
+ROWS, DIM, QUERIES, K = 20_000, 768, 50, 10
+IDENT = {"architecture": "synthetic", "model": "asv", "digest": "asv", "dim": DIM}
+
+
+def _records(x: np.ndarray, labels: np.ndarray, start: int = 0) -> list[dict]:
+    return [{"id": f"doc{start + i}", "text": f"chunk {start + i} topic{labels[i]}",
+             "source": f"file{(start + i) // 8}.txt", "chunk": (start + i) % 8,
+             "embedding": x[i]} for i in range(len(x))]
+
+
+def _queries(x: np.ndarray) -> np.ndarray:
+    rng = np.random.default_rng(1)
+    q = x[rng.integers(0, len(x), QUERIES)] + 0.02 * rng.standard_normal((QUERIES, DIM), dtype=np.float32)
+    return q / np.linalg.norm(q, axis=1, keepdims=True)
+
+
+class StoreSearch:
+    """Single-query latency of each search path on an indexed 20k x 768 table."""
+
+    timeout = 900
+    params = (["vector", "vector_where", "flat", "fts", "hybrid"],)
+    param_names = ["path"]
+
+    def setup_cache(self):
+        path = Path("store-bench-db").resolve()
+        shutil.rmtree(path, ignore_errors=True)
+        x, labels = make_clustered(ROWS, DIM)
+        db = Database(path, index_policy=IndexPolicy(threshold=ROWS))
+        coll = db.create_or_open("search", identity=IDENT)
+        coll.upsert(_records(x, labels))  # crosses the threshold: builds the index
+        flat = db.create_or_open("flat", identity=IDENT)
+        flat.auto_index = False
+        flat.upsert(_records(x, labels))
+        truth = _exact_topk(x, _queries(x), K)
+        return str(path), truth
+
+    def setup(self, cache, path):
+        db_path, self.truth = cache
+        db = Database(db_path)
+        self.coll = db.open("flat" if path == "flat" else "search")
+        self.q = _queries(make_clustered(ROWS, DIM)[0])
+        self.texts = [f"topic{i % 256}" for i in range(QUERIES)]
+        self.path = path
+        self._run(0)  # warm caches
+
+    def _run(self, i):
+        q, p = self.q[i % QUERIES], self.path
+        if p in ("vector", "flat"):
+            return self.coll.search(q, k=K)
+        if p == "vector_where":
+            return self.coll.search(q, k=K, where="chunk < 4")
+        return self.coll.search(q, k=K, query_text=self.texts[i % QUERIES], mode=p)
+
+    def time_query(self, cache, path):
+        self._run(3)
+
+    def track_recall_at_10(self, cache, path):
+        if path not in ("vector", "flat"):
+            return float("nan")
+        hits = [{int(r.id[3:]) for r in self._run(i)} for i in range(QUERIES)]
+        return float(np.mean([len(h & set(self.truth[i])) / K for i, h in enumerate(hits)]))
+
+    track_recall_at_10.unit = "recall"
+
+
+class StoreUpsert:
+    """Bulk upsert throughput and single-record upsert latency."""
+
+    timeout = 600
+    number = 1
+    repeat = 5
+
+    def setup(self):
+        self.path = Path("store-upsert-db").resolve()
+        shutil.rmtree(self.path, ignore_errors=True)
+        x, labels = make_clustered(10_000, DIM, seed=2)
+        self.records = _records(x, labels)
+        self.coll = Database(self.path).create_or_open(identity=IDENT)
+        self.coll.upsert(self.records[:2000])
+
+    def teardown(self):
+        shutil.rmtree(self.path, ignore_errors=True)
+
+    def time_single_upsert(self):
+        self.coll.upsert([self.records[7]])
+
+    def track_bulk_rows_per_s(self):
+        t0 = time.perf_counter()
+        self.coll.upsert(self.records[2000:])
+        return 8000 / (time.perf_counter() - t0)
+
+    track_bulk_rows_per_s.unit = "rows/s"

@@ -1,0 +1,194 @@
+"""Search benchmark of the store: insert throughput, upsert latency, latency and recall.
+
+Builds a collection of ``rows`` clustered synthetic unit vectors *through the store*
+(:meth:`lodevec.store.Collection.upsert`), then measures flat (exact) search and every
+vector index configuration the store uses, each against exact top-k computed here with
+numpy.  Queries are perturbed members of the clusters, as real queries land near
+documents.  ``lodevec bench search`` prints the rows this returns.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+__all__ = ["run_search_bench", "make_clustered", "DEFAULT_CONFIGS"]
+
+#: flat search plus the index kind the store builds by default; add "IVF_PQ" to compare
+DEFAULT_CONFIGS: tuple[str, ...] = ("flat", "IVF_HNSW_SQ")
+_WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india",
+          "juliet", "kilo", "lima", "mike", "november", "oscar", "papa")
+
+
+def make_clustered(rows: int, dim: int, clusters: int = 256, spread: float = 0.35,
+                   seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Unit vectors around random cluster centres.
+
+    Args:
+        rows, dim: output shape.
+        clusters: number of Gaussian clusters.
+        spread: per-coordinate noise std relative to the unit-variance centres.
+        seed: RNG seed.
+
+    Returns:
+        ``(vectors, labels)``: float32 array of shape (rows, dim) with unit rows, and the
+        int64 cluster label of each row, shape (rows,).
+    """
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((clusters, dim), dtype=np.float32)
+    labels = rng.integers(0, clusters, rows)
+    x = np.empty((rows, dim), dtype=np.float32)
+    for lo in range(0, rows, 16384):  # in slabs: no second (rows, dim) temporary
+        hi = min(rows, lo + 16384)
+        x[lo:hi] = centres[labels[lo:hi]] + spread * rng.standard_normal((hi - lo, dim), dtype=np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x, labels
+
+
+def _exact_topk(x: np.ndarray, q: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` rows of ``x`` (n, d) with the largest cosine to each query (m, d)."""
+    out = np.empty((len(q), k), dtype=np.int64)
+    for lo in range(0, len(q), 64):
+        s = q[lo:lo + 64] @ x.T  # rows are unit vectors: dot = cosine
+        part = np.argpartition(-s, k - 1, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(s, part, axis=1), axis=1)
+        out[lo:lo + 64] = np.take_along_axis(part, order, axis=1)
+    return out
+
+
+def _timed(fn: Callable[[int], object], n: int) -> tuple[list[float], list[object]]:
+    times, outs = [], []
+    for i in range(n):
+        t0 = time.perf_counter()
+        outs.append(fn(i))
+        times.append(time.perf_counter() - t0)
+    return times, outs
+
+
+def _pct(times: Sequence[float]) -> tuple[float, float]:
+    a = np.asarray(times) * 1e3
+    return round(float(np.percentile(a, 50)), 3), round(float(np.percentile(a, 95)), 3)
+
+
+def run_search_bench(rows: int, dim: int, queries: int, k: int = 10, seed: int = 0,
+                     db_path: str | None = None, configs: Sequence[str] = DEFAULT_CONFIGS,
+                     clusters: int = 256, single_upserts: int = 50,
+                     progress: Callable[[str], None] | None = None) -> list[dict]:
+    """Benchmark the store on ``rows`` x ``dim`` clustered vectors.
+
+    Args:
+        rows: vectors in the table.
+        dim: their dimension.
+        queries: timed queries per configuration (also the recall sample).
+        k: results per query (recall is recall@k; the key stays ``recall_at_10``).
+        seed: RNG seed (data and queries).
+        db_path: database folder; None -> a temporary folder, removed afterwards.  An
+            existing folder gets a fresh collection named ``bench``.
+        configs: "flat" and/or vector index kinds ("IVF_HNSW_SQ", "IVF_PQ").  After the
+            last index kind, full-text and hybrid search are timed too.
+        clusters: Gaussian clusters in the data.
+        single_upserts: timed one-record upserts.
+        progress: called with a line of text at each step.
+
+    Returns:
+        One dict per measurement, each with ``config``, ``build_s``, ``p50_ms``,
+        ``p95_ms``, ``recall_at_10`` (None where not applicable), plus
+        ``insert_rows_per_s`` in the ``insert`` row and ``rows``, ``dim``, ``k``.
+    """
+    from .store import Database, IndexPolicy
+
+    say = progress or (lambda _msg: None)
+    if rows < 1 or dim < 1 or queries < 1 or k < 1:
+        raise ValueError("rows, dim, queries and k must be positive")
+    k = min(k, rows)
+    tmp = None
+    if db_path is None:
+        tmp = tempfile.mkdtemp(prefix="lodevec-bench-")
+        db_path = tmp
+    out: list[dict] = []
+    base = {"rows": rows, "dim": dim, "k": k}
+    try:
+        say(f"generating {rows} x {dim} vectors")
+        x, labels = make_clustered(rows, dim, clusters, seed=seed)
+        rng = np.random.default_rng(seed + 1)
+        qi = rng.integers(0, rows, queries)
+        q = x[qi] + 0.02 * rng.standard_normal((queries, dim), dtype=np.float32)
+        q /= np.linalg.norm(q, axis=1, keepdims=True)
+        say("exact top-k with numpy")
+        truth = _exact_topk(x, q, k)
+
+        # the threshold above the table size: the bench decides when indexes are built
+        db = Database(db_path, index_policy=IndexPolicy(threshold=rows + 1))
+        if db.exists("bench"):
+            db.drop("bench")
+        ident = {"architecture": "synthetic", "model": f"bench-{dim}d", "digest": f"seed{seed}",
+                 "dim": dim, "matryoshka_dim": None, "prompts": {}}
+        coll = db.create_or_open("bench", identity=ident)
+        words = np.asarray(_WORDS)
+        w = rng.integers(0, len(_WORDS), (rows, 2))
+        records = [{"id": f"doc{i}", "text": f"chunk {i} topic{labels[i]} {words[w[i, 0]]} {words[w[i, 1]]}",
+                    "source": f"file{i // 8}.txt", "chunk": i % 8, "metadata": None,
+                    "content_hash": None, "embedding": x[i]} for i in range(rows)]
+        say(f"bulk upsert of {rows} rows")
+        t0 = time.perf_counter()
+        coll.upsert(records)
+        dt = time.perf_counter() - t0
+        out.append(dict(base, config="insert", build_s=round(dt, 3), p50_ms=None, p95_ms=None,
+                        recall_at_10=None, insert_rows_per_s=round(rows / dt, 1)))
+        del records
+
+        say(f"{single_upserts} single upserts")
+        def one(i: int) -> None:
+            j = int(qi[i % queries])
+            coll.upsert([{"id": f"doc{j}", "text": f"updated chunk {j}", "source": f"file{j // 8}.txt",
+                          "chunk": j % 8, "metadata": {"rev": i}, "embedding": x[j]}])
+        times, _ = _timed(one, single_upserts)
+        p50, p95 = _pct(times)
+        out.append(dict(base, config="upsert_single", build_s=None, p50_ms=p50, p95_ms=p95,
+                        recall_at_10=None))
+
+        ids = np.asarray([f"doc{i}" for i in range(rows)])
+        truth_ids = [set(ids[t]) for t in truth]
+
+        def measure(config: str, build_s: float | None, extra: dict | None = None) -> None:
+            coll.search(q[0], k=k)  # warm caches / open index files
+            times, res = _timed(lambda i: coll.search(q[i], k=k), queries)
+            recall = float(np.mean([len(truth_ids[i] & {r.id for r in hits}) / k
+                                    for i, hits in enumerate(res)]))
+            p50, p95 = _pct(times)
+            out.append(dict(base, config=config, build_s=build_s, p50_ms=p50, p95_ms=p95,
+                            recall_at_10=round(recall, 4), **(extra or {})))
+            say(f"{config}: p50 {p50} ms, p95 {p95} ms, recall@{k} {recall:.3f}")
+
+        kinds = [c for c in configs if c.lower() != "flat"]
+        if any(c.lower() == "flat" for c in configs):
+            coll.drop_vector_index()
+            measure("flat", None)
+        for kind in kinds:
+            say(f"building {kind}")
+            t0 = time.perf_counter()
+            params = coll.build_vector_index(kind)
+            build = round(time.perf_counter() - t0, 3)
+            measure(kind, build, {"params": {kk: params.get(kk) for kk in
+                                             ("partitions", "nprobes", "ef", "refine_factor")}})
+        # full-text and hybrid at the last configuration (the store's default comes last)
+        texts = [f"topic{labels[j]} {words[w[j, 0]]}" for j in qi]
+        coll.search(None, k=k, query_text=texts[0], mode="fts")
+        for mode in ("fts", "hybrid"):
+            times, _ = _timed(lambda i, m=mode: coll.search(q[i], k=k, query_text=texts[i], mode=m), queries)
+            p50, p95 = _pct(times)
+            out.append(dict(base, config=mode, build_s=None, p50_ms=p50, p95_ms=p95, recall_at_10=None))
+            say(f"{mode}: p50 {p50} ms, p95 {p95} ms")
+        # a prefiltered vector search (where on a scalar column)
+        times, _ = _timed(lambda i: coll.search(q[i], k=k, where="chunk < 4"), queries)
+        p50, p95 = _pct(times)
+        out.append(dict(base, config="vector+where", build_s=None, p50_ms=p50, p95_ms=p95,
+                        recall_at_10=None))
+        return out
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
