@@ -297,6 +297,20 @@ def cmd_optimize(args, out) -> int:
     return EXIT_OK
 
 
+def cmd_serve(args, out) -> int:
+    from . import server
+    from .embedder import Embedder
+    from .hub import resolve_model
+    from .store import Database
+
+    model = args.model
+    if model is None and args.db and Database(args.db).exists(args.collection):
+        model = _recorded_model(Database(args.db).open(args.collection).identity)
+    emb = Embedder.from_gguf(resolve_model(model), threads=args.threads)
+    server.serve_from_args(emb, args.db, args)
+    return EXIT_OK
+
+
 # ------------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lodevec", description="Local semantic search on GGUF embedding models.")
@@ -389,6 +403,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("optimize", help="compact files, prune old versions, update indexes")
     db_args(sp)
     sp.set_defaults(func=cmd_optimize)
+
+    sp = sub.add_parser("serve", help="HTTP API: OpenAI-compatible embeddings, search, documents")
+    sp.add_argument("--db", default=None, help="database folder (omit to serve embeddings only)")
+    model_args(sp)
+    from .server import add_arguments
+
+    add_arguments(sp)
+    sp.set_defaults(func=cmd_serve)
     return p
 
 
