@@ -9,8 +9,8 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import MINILM_FILE, NOMIC, cosine
 
+from conftest import MINILM_FILE, NOMIC, cosine
 from lodevec.cli import main
 
 Q4 = str(NOMIC / "tiny-nomic-v1.5.Q4_K_M.gguf")

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import MINILM_FILE, NOMIC, NOMIC_FILES, cosine, load_golden
 
+from conftest import MINILM_FILE, NOMIC, NOMIC_FILES, cosine, load_golden
 from lodevec.embedder import Encoder
 
 

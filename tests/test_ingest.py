@@ -7,8 +7,8 @@ import json
 import multiprocessing as mp
 
 import pytest
-from conftest import MINILM, MINILM_FILE, NOMIC, load_golden
 
+from conftest import MINILM, MINILM_FILE, NOMIC, load_golden
 from lodevec import errors
 from lodevec.cli import main
 from lodevec.embedder import Embedder

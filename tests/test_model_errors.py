@@ -7,9 +7,9 @@ import struct
 import gguf
 import numpy as np
 import pytest
+
 from conftest import MINILM_FILE, NOMIC
 from gguf_edit import rewrite
-
 from lodevec import errors
 from lodevec.gguf_model import GGUFModel
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from conftest import MINILM, MINILM_FILE, NOMIC, load_golden
 
+from conftest import MINILM, MINILM_FILE, NOMIC, load_golden
 from lodevec.gguf_model import GGUFModel
 from lodevec.tokenizer import PHANTOM_SPACE, WordPieceTokenizer, wordpiece_vocab
 

@@ -23,10 +23,14 @@ _LAZY = {
     "Database": "store", "Collection": "store", "SearchResult": "store",
 }
 
-__all__ = ["LodevecError", "InputError", "__version__", *_LAZY]
+__all__ = [
+    "LodevecError", "InputError", "__version__",
+    "Encoder", "Embedder", "EmbeddingResult", "GGUFModel", "ModelConfig",
+    "Database", "Collection", "SearchResult",
+]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .embedder import EmbeddingResult, Embedder, Encoder
+    from .embedder import Embedder, EmbeddingResult, Encoder
     from .gguf_model import GGUFModel, ModelConfig
     from .store import Collection, Database, SearchResult
 

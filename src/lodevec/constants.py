@@ -8,7 +8,7 @@ checks the Cython kernels' block sizes against this table.
 
 from __future__ import annotations
 
-from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType, GGUF_MAGIC, QK_K
+from gguf.constants import GGML_QUANT_SIZES, GGUF_MAGIC, QK_K, GGMLQuantizationType
 
 __all__ = [
     "GGMLQuantizationType", "GGML_QUANT_SIZES", "GGUF_MAGIC", "QK_K",
