@@ -193,6 +193,7 @@ class Indexer:
         self.progress = progress
         self.dim = dim
         self._pending: list[Chunk] = []
+        self._stored: dict[str, dict[str, str]] = {}
         self.summary = IndexSummary()
 
     # -- files
@@ -205,6 +206,7 @@ class Indexer:
         skip = (lambda p: p.resolve() == db_path) if db_path else None
         seen: set[str] = set()
         tok = self.embedder.encoder.tokenizer
+        self._stored = self.collection.hashes_by_source()  # one scan, not one query per file
         for f in walk_files(paths, skip):
             source = str(f)
             seen.add(source)
@@ -212,7 +214,8 @@ class Indexer:
             text, reason = read_text(f)
             if text is None:
                 self.summary.skipped.append({"path": source, "reason": reason})
-                self.summary.chunks_removed += self.collection.delete_sources([source])
+                if self._stored.get(source):
+                    self.summary.chunks_removed += self.collection.delete_sources([source])
                 self._tick()
                 continue
             pieces = chunk_text(text, tok.offsets(text), self.chunk_tokens, self.overlap)
@@ -221,7 +224,7 @@ class Indexer:
             self._add_source(source, chunks)
         if prune:
             roots = [str(Path(p).resolve()) for p in paths]
-            gone = [s for s in self.collection.sources()
+            gone = [s for s in self._stored
                     if s not in seen and any(s == r or s.startswith(r.rstrip(os.sep) + os.sep) for r in roots)]
             if gone:
                 self.summary.chunks_removed += self.collection.delete_sources(gone)
@@ -270,7 +273,7 @@ class Indexer:
 
     # -- internals
     def _add_source(self, source: str, chunks: list[Chunk]) -> None:
-        stored = self.collection.hashes_for_source(source)  # id -> content_hash
+        stored = self._stored.get(source, {})  # id -> content_hash
         new_ids = {c.id for c in chunks}
         stale = [i for i in stored if i not in new_ids]
         unchanged = all(stored.get(c.id) == c.content_hash for c in chunks) and not stale

@@ -907,6 +907,16 @@ class Collection:
         t = self._scan(["id", "content_hash"], f"source = {_sql_str(source)}")
         return dict(zip(t["id"].to_pylist(), t["content_hash"].to_pylist(), strict=True))
 
+    def hashes_by_source(self) -> dict[str, dict[str, str]]:
+        """``{source: {id: content_hash}}`` for the whole table, in one scan (what an
+        index run reads once, instead of one query per file)."""
+        t = self._scan(["id", "source", "content_hash"])
+        out: dict[str, dict[str, str]] = {}
+        for i, src, h in zip(t["id"].to_pylist(), t["source"].to_pylist(),
+                             t["content_hash"].to_pylist(), strict=True):
+            out.setdefault(src, {})[i] = h
+        return out
+
     def ids_for_source(self, source: str) -> list[str]:
         """Ids of the chunks of ``source`` (sorted by chunk index)."""
         t = self._scan(["id", "chunk"], f"source = {_sql_str(source)}")
