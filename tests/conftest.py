@@ -40,3 +40,16 @@ def pytest_report_header(config):
     import lodevec
 
     return f"lodevec imported from {Path(lodevec.__file__).parent}"
+
+
+def run_cli(argv, stdin: str = "", monkeypatch=None) -> tuple[int, str]:
+    """``lodevec.cli.main(argv)`` with stdout captured (and stdin replaced if given)."""
+    import io
+    import sys
+
+    from lodevec.cli import main
+
+    out = io.StringIO()
+    if monkeypatch is not None:
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    return main(argv, out=out), out.getvalue()

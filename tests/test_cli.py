@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import subprocess
 import sys
@@ -11,18 +10,12 @@ import numpy as np
 import pytest
 
 from conftest import MINILM_FILE, NOMIC, cosine
-from lodevec.cli import main
+from conftest import run_cli as run
 
 Q4 = str(NOMIC / "tiny-nomic-v1.5.Q4_K_M.gguf")
 F16 = str(NOMIC / "tiny-nomic-v1.5.f16.gguf")
 
 
-def run(argv, stdin: str = "", monkeypatch=None):
-    out = io.StringIO()
-    if monkeypatch is not None:
-        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
-    code = main(argv, out=out)
-    return code, out.getvalue()
 
 
 def test_embed_jsonl(tmp_path, nomic_golden):

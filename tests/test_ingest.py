@@ -9,8 +9,8 @@ import multiprocessing as mp
 import pytest
 
 from conftest import MINILM, MINILM_FILE, NOMIC, load_golden
+from conftest import run_cli as run
 from lodevec import errors
-from lodevec.cli import main
 from lodevec.embedder import Embedder
 from lodevec.ingest import Indexer, chunk_text, walk_files
 from lodevec.store import Database
@@ -18,13 +18,6 @@ from lodevec.store import Database
 Q4 = str(NOMIC / "tiny-nomic-v1.5.Q4_K_M.gguf")
 
 
-def run(argv, stdin: str = "", monkeypatch=None):
-    out = io.StringIO()
-    if monkeypatch is not None:
-        import sys
-
-        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
-    return main(argv, out=out), out.getvalue()
 
 
 @pytest.fixture(scope="module")

@@ -257,16 +257,12 @@ class Indexer:
                 raise errors.RecordError(f"{where} (id {rid}): metadata is not JSON: {e}") from None
             chunks.append(Chunk(str(rid), text, rec.get("source") or source, 0, meta, content_hash(text)))
         ids = [c.id for c in chunks]
-        if len(set(ids)) != len(ids):
-            dup = next(i for i in ids if ids.count(i) > 1)
-            raise errors.RecordError(f"{source}: id {dup!r} appears more than once")
-        stored = self.collection.hashes_for_ids(ids) if chunks else {}
-        for c in chunks:
-            self.summary.chunks += 1
-            if stored.get(c.id) == c.content_hash:
-                self.summary.chunks_skipped += 1
-            else:
-                self._queue(c)
+        seen: set[str] = set()
+        for i in ids:
+            if i in seen:
+                raise errors.RecordError(f"{source}: id {i!r} appears more than once")
+            seen.add(i)
+        self._queue_changed(chunks, self.collection.hashes_for_ids(ids) if chunks else {})
         self.flush()
         self.summary.seconds = time.perf_counter() - t0
         return self.summary
@@ -279,15 +275,19 @@ class Indexer:
         unchanged = all(stored.get(c.id) == c.content_hash for c in chunks) and not stale
         if unchanged:
             self.summary.files_unchanged += 1
+        self._queue_changed(chunks, stored)
+        if stale:
+            self.summary.chunks_removed += self.collection.delete(ids=stale)
+        self._tick()
+
+    def _queue_changed(self, chunks: list[Chunk], stored: dict[str, str]) -> None:
+        """Queue the chunks whose text is not already stored under their id."""
         for c in chunks:
             self.summary.chunks += 1
             if stored.get(c.id) == c.content_hash:
                 self.summary.chunks_skipped += 1
             else:
                 self._queue(c)
-        if stale:
-            self.summary.chunks_removed += self.collection.delete(ids=stale)
-        self._tick()
 
     def _queue(self, c: Chunk) -> None:
         self._pending.append(c)
