@@ -49,7 +49,7 @@ directives = {
 }
 
 # Kernel modules: cython_kernels/<name>.pyx -> lodevec._kernels.<name>
-KERNELS = ["quant", "matmul", "ops"]
+KERNELS = ["quant", "matmul", "ops", "attention"]
 # Per-module flags appended after compile_args (a later -f flag wins).  quant must
 # not fuse ``d * q - m`` into an FMA: its output is compared bit for bit with
 # gguf.quants.dequantize, which rounds the product before the subtraction.

@@ -701,12 +701,13 @@ static inline void lv_pack_x(const float *x, ptrdiff_t ldx, ptrdiff_t rows, ptrd
 /* lv_bx_tile: out[i, j] = sum_k panel[k, i] w[j, k] (+ bias[j]) for
  * i < nx (<= nxp), j < mw (<= LV_MW); nxp (panel width) is LV_VL or 2 * LV_VL.
  * out is row-major with leading dimension ldo. */
-static inline void lv_bx_tile(const float *panel, int nxp, int nx, const float *w, ptrdiff_t ldw,
-                              int mw, ptrdiff_t K, float *out, ptrdiff_t ldo, const float *bias) {
-    float tmp[LV_MW * LV_NX] __attribute__((aligned(64)));
+/* lv_bx_raw: tmp[j * nxp + i] = sum_k w[j, k] panel[k, i] for j < mw (<= LV_MW),
+ * i < nxp; returns 0 for an unsupported (nxp, mw). */
+static inline int lv_bx_raw(const float *panel, int nxp, const float *w, ptrdiff_t ldw, int mw,
+                            ptrdiff_t K, float *tmp) {
     const int nxv = nxp > LV_VL ? 2 : 1;
     switch (nxv * 16 + mw) {
-#define LV_B(v, m) case (v) * 16 + (m): lv_kern_bx((v), (m), panel, w, ldw, K, tmp); break;
+#define LV_B(v, m) case (v) * 16 + (m): lv_kern_bx((v), (m), panel, w, ldw, K, tmp); return 1;
 #define LV_BB(m) LV_B(1, m) LV_B(2, m)
         LV_BB(1) LV_BB(2) LV_BB(3) LV_BB(4)
 #if LV_MW >= 6
@@ -717,8 +718,14 @@ static inline void lv_bx_tile(const float *panel, int nxp, int nx, const float *
 #endif
 #undef LV_B
 #undef LV_BB
-        default: return;
+        default: return 0;
     }
+}
+
+static inline void lv_bx_tile(const float *panel, int nxp, int nx, const float *w, ptrdiff_t ldw,
+                              int mw, ptrdiff_t K, float *out, ptrdiff_t ldo, const float *bias) {
+    float tmp[LV_MW * LV_NX] __attribute__((aligned(64)));
+    if (!lv_bx_raw(panel, nxp, w, ldw, mw, K, tmp)) return;
     for (int i = 0; i < nx; i++) {
         float *o = out + i * ldo;
         if (bias) {
@@ -727,6 +734,54 @@ static inline void lv_bx_tile(const float *panel, int nxp, int nx, const float *
             for (int j = 0; j < mw; j++) o[j] = tmp[j * nxp + i];
         }
     }
+}
+
+/* ------------------------------------------------------- attention helpers
+ * lv_ab_tile: c[r, i] = rscale[r] * sum_k a[r, k] b[k, i] for r < mr (<= LV_MW),
+ * i < nc (<= nxp), b a panel of nxp (LV_VL or LV_NX) columns, row-major (row k at
+ * b + k * nxp).  The same broadcast micro-kernel as the matmul panel path (a row
+ * elements broadcast, b lines loaded), without the transpose on the way out:
+ * attention uses it for scores = Q_blk . K^T (a = Q rows, b = packed K^T, K = d)
+ * and ctx = P . V (a = probability rows, b = a V column panel, K = keys). */
+static inline void lv_ab_tile(const float *a, ptrdiff_t lda, int mr, const float *b, int nxp,
+                              ptrdiff_t K, float *c, ptrdiff_t ldc, int nc, const float *rscale) {
+    float tmp[LV_MW * LV_NX] __attribute__((aligned(64)));
+    if (!lv_bx_raw(b, nxp, a, lda, mr, K, tmp)) return;
+    for (int r = 0; r < mr; r++) {
+        float *o = c + r * ldc;
+        const float *t = tmp + r * nxp;
+        if (rscale) {
+            const float s = rscale[r];
+            for (int i = 0; i < nc; i++) o[i] = t[i] * s;
+        } else {
+            for (int i = 0; i < nc; i++) o[i] = t[i];
+        }
+    }
+}
+
+/* NeoX rotate-half rotary embedding of one head row (d = 2 * half), times scale:
+ * y1 = (x1 cos - x2 sin) s, y2 = (x2 cos + x1 sin) s. */
+static inline void lv_rope_row(const float *restrict x, const float *restrict cs,
+                               const float *restrict sn, ptrdiff_t half, float scale,
+                               float *restrict y) {
+    for (ptrdiff_t j = 0; j < half; j++) {
+        const float x1 = x[j], x2 = x[j + half];
+        y[j] = (x1 * cs[j] - x2 * sn[j]) * scale;
+        y[j + half] = (x2 * cs[j] + x1 * sn[j]) * scale;
+    }
+}
+
+/* out[j] = mean of rows [0, n) of x (row stride ld), columns [0, nc), nc <= 256;
+ * summed in double; zeros when n == 0. */
+static inline void lv_mean_rows_cols(const float *x, ptrdiff_t ld, ptrdiff_t n, ptrdiff_t nc,
+                                     float *out) {
+    double acc[256];
+    for (ptrdiff_t j = 0; j < nc; j++) acc[j] = 0.0;
+    for (ptrdiff_t t = 0; t < n; t++) {
+        const float *row = x + t * ld;
+        for (ptrdiff_t j = 0; j < nc; j++) acc[j] += row[j];
+    }
+    for (ptrdiff_t j = 0; j < nc; j++) out[j] = n ? (float)(acc[j] / (double)n) : 0.0f;
 }
 
 static inline int lv_nx(void) { return LV_NX; }

@@ -5,14 +5,14 @@ Reads as a chain, one function per stage:
 
 Batches are *unpadded*: the tokens of all sequences are stacked into one
 ``(n_tokens, hidden)`` matrix, so every matmul does only real work and a text gives
-the same vector alone or in any batch; attention alone runs per sequence.  Every
+the same vector alone or in any batch; attention (one kernel call per layer) never
+mixes sequences.  Every
 array operation goes through ``self.ops`` (``lodevec.kernels`` on the CPU), which is
 the seam where a GPU backend plugs in.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,10 +22,6 @@ import numpy as np
 from . import errors
 from .constants import Tensors as T
 from .gguf_model import GGUFModel, ModelConfig
-
-#: Attention scores are computed for at most this many (query x key x head) floats
-#: at once, so a 8192-token input needs ~64 MB rather than gigabytes.
-_ATTN_BLOCK_ELEMS = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -125,9 +121,10 @@ class EncoderGraph:
                 f"sequence lengths must be 1..{self.config.max_tokens}, got {lengths.min()}..{lengths.max()}")
         ids = np.concatenate([np.asarray(s, dtype=np.int64) for s in batch])
         offsets = np.concatenate([[0], np.cumsum(lengths)])
+        rope = self.rope_tables(lengths)
         x = self.embed_tokens(ids, lengths)
         for layer in self.layers:
-            x = self.layer(x, layer, offsets)
+            x = self.layer(x, layer, offsets, rope)
         return self.mean_pool(x, offsets)
 
     def embed_tokens(self, ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -141,7 +138,8 @@ class EncoderGraph:
             x += self.ops.get_rows(self.pos_embd, positions)
         return self.ops.layer_norm(x, self.embd_norm_w, self.embd_norm_b, self.config.layer_norm_eps)
 
-    def layer(self, x: np.ndarray, w: LayerWeights, offsets: np.ndarray) -> np.ndarray:
+    def layer(self, x: np.ndarray, w: LayerWeights, offsets: np.ndarray,
+              rope: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
         """One post-norm transformer block: x = LN(x + attn(x)); x = LN(x + ffn(x))."""
         ops, eps = self.ops, self.config.layer_norm_eps
         H = self.config.hidden
@@ -152,7 +150,7 @@ class EncoderGraph:
             q = ops.matmul(x, w.q, w.q_b)
             k = ops.matmul(x, w.k, w.k_b)
             v = ops.matmul(x, w.v, w.v_b)
-        ctx = self.attention(q, k, v, offsets)
+        ctx = self.attention(q, k, v, offsets, rope)
         h = ops.matmul(ctx, w.out, w.out_b)
         x = ops.add_layer_norm(h, x, w.attn_norm_w, w.attn_norm_b, eps)
         up = ops.matmul(x, w.up, w.up_b)
@@ -163,32 +161,26 @@ class EncoderGraph:
         h = ops.matmul(act, w.down, w.down_b)
         return ops.add_layer_norm(h, x, w.out_norm_w, w.out_norm_b, eps)
 
-    def attention(self, q: np.ndarray, k: np.ndarray, v: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-        """Bidirectional multi-head attention, one sequence at a time.  ``(N, H)``."""
-        nh, d = self.config.n_heads, self.config.head_dim
-        out = np.empty((q.shape[0], self.config.hidden), dtype=np.float32)
-        scale = np.float32(1.0 / math.sqrt(d))
-        for s, e in zip(offsets[:-1], offsets[1:], strict=True):
-            n = int(e - s)
-            qh = np.ascontiguousarray(q[s:e].reshape(n, nh, d).transpose(1, 0, 2))
-            kh = np.ascontiguousarray(k[s:e].reshape(n, nh, d).transpose(1, 0, 2))
-            vh = np.ascontiguousarray(v[s:e].reshape(n, nh, d).transpose(1, 0, 2))
-            if self.config.uses_rope:
-                cos, sin = self.rope(n)
-                qh = _apply_rope(qh, cos, sin)
-                kh = _apply_rope(kh, cos, sin)
-            qh *= scale
-            ctx = np.empty((nh, n, d), dtype=np.float32)
-            step = max(1, _ATTN_BLOCK_ELEMS // (nh * n))
-            kt = kh.transpose(0, 2, 1)
-            for i in range(0, n, step):
-                scores = np.matmul(qh[:, i:i + step], kt)        # (nh, m, n)
-                scores -= scores.max(axis=-1, keepdims=True)
-                np.exp(scores, out=scores)
-                scores /= scores.sum(axis=-1, keepdims=True)
-                np.matmul(scores, vh, out=ctx[:, i:i + step])
-            out[s:e] = ctx.transpose(1, 0, 2).reshape(n, nh * d)
-        return out
+    def attention(self, q: np.ndarray, k: np.ndarray, v: np.ndarray, offsets: np.ndarray,
+                  rope: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+        """Bidirectional multi-head attention within each sequence.  ``(N, H)``.
+
+        One kernel call for the whole unpadded batch (``ops.attention``: parallel over
+        (sequence, head), rotary embedding fused in, scores in blocks of query rows);
+        ``q``/``k``/``v`` may be column slices of the fused QKV matrix.
+        """
+        cos, sin = rope if rope is not None else (None, None)
+        return self.ops.attention(q, k, v, offsets, self.config.n_heads, cos, sin)
+
+    def rope_tables(self, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Per-token cos/sin ``(N, d/2)`` (each token's position in its sequence), or
+        None for a model without rotary embeddings.  Built once per forward."""
+        if not self.config.uses_rope:
+            return None
+        tables = [self.rope(int(n)) for n in lengths]
+        if len(tables) == 1:
+            return np.ascontiguousarray(tables[0][0]), np.ascontiguousarray(tables[0][1])
+        return (np.concatenate([c for c, _ in tables]), np.concatenate([sn for _, sn in tables]))
 
     def rope(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """cos/sin tables ``(n, d/2)`` for a sequence of ``n`` tokens.
@@ -218,18 +210,7 @@ class EncoderGraph:
 
     def mean_pool(self, x: np.ndarray, offsets: np.ndarray) -> np.ndarray:
         """Mean of each sequence's rows (all tokens, [CLS] and [SEP] included).  ``(B, H)``."""
-        sums = np.add.reduceat(x, offsets[:-1], axis=0)
-        return (sums / np.diff(offsets)[:, None].astype(np.float32)).astype(np.float32)
-
-
-def _apply_rope(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
-    """Rotate-half (NeoX) rotary embedding on ``(heads, n, d)``."""
-    half = x.shape[-1] // 2
-    x1, x2 = x[..., :half], x[..., half:]
-    out = np.empty_like(x)
-    out[..., :half] = x1 * cos - x2 * sin
-    out[..., half:] = x2 * cos + x1 * sin
-    return out
+        return self.ops.segment_mean(x, offsets)
 
 
 def default_threads() -> int:

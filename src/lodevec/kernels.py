@@ -24,6 +24,7 @@ import threading
 
 import numpy as np
 
+from ._kernels import attention as _attn
 from ._kernels import matmul as _mm
 from ._kernels import ops as _ops
 from ._kernels import quant as _quant
@@ -33,7 +34,7 @@ from .tensors import QuantTensor
 __all__ = [
     "dequantize", "dequantize_raw", "get_rows", "matmul",
     "layer_norm", "add_layer_norm", "gelu", "swiglu", "mean_pool", "l2_normalize",
-    "softmax_rows", "set_num_threads", "get_num_threads", "openmp_enabled", "kernel_info",
+    "softmax_rows", "attention", "segment_mean", "set_num_threads", "get_num_threads", "openmp_enabled", "kernel_info",
 ]
 
 
@@ -445,3 +446,112 @@ def softmax_rows(x: np.ndarray) -> np.ndarray:
     _f32("softmax_rows: x", x, 2, writable=True)
     _ops.softmax_rows(x, _num_threads)
     return x
+
+
+# ------------------------------------------------------------- unpadded batches
+def _offsets(name: str, offsets: object, n_rows: int) -> np.ndarray:
+    """Validate sequence boundaries: 1-D integers, 0 = o[0] <= o[1] <= ... <= o[-1] = n_rows."""
+    o = np.asarray(offsets)
+    if o.ndim != 1 or o.size < 1 or not np.issubdtype(o.dtype, np.integer):
+        raise ValueError(f"{name}: offsets must be a 1-D integer array of B+1 >= 1 boundaries, "
+                         f"got {_describe(o)}")
+    if int(o[0]) != 0 or int(o[-1]) != n_rows:
+        raise ValueError(f"{name}: offsets must run from 0 to {n_rows} (the row count), "
+                         f"got {int(o[0])}..{int(o[-1])}")
+    if o.size > 1 and (np.diff(o) < 0).any():
+        raise ValueError(f"{name}: offsets must be non-decreasing")
+    return np.ascontiguousarray(o, dtype=np.int64)
+
+
+def _rows(name: str, a: object, shape: tuple[int, int]) -> np.ndarray:
+    """A float32 (n, H) matrix with contiguous columns; rows may be strided (a column
+    slice of a wider matrix such as the fused QKV projection)."""
+    if not isinstance(a, np.ndarray) or a.dtype != np.float32 or a.ndim != 2:
+        raise ValueError(f"{name}: expected a 2-D float32 array, got {_describe(a)}")
+    if a.shape != shape:
+        raise ValueError(f"{name}: expected shape {shape}, got {a.shape}")
+    if a.shape[0] and a.shape[1] and (a.strides[1] != 4 or (a.shape[0] > 1 and (
+            a.strides[0] % 4 or a.strides[0] < 4 * a.shape[1]))):
+        raise ValueError(f"{name}: columns must be contiguous and rows non-overlapping, "
+                         f"got strides {a.strides}")
+    return a
+
+
+def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, offsets: np.ndarray, n_heads: int,
+              cos: np.ndarray | None = None, sin: np.ndarray | None = None,
+              out: np.ndarray | None = None) -> np.ndarray:
+    """Bidirectional multi-head attention over an unpadded batch.
+
+    For each sequence ``s`` (rows ``offsets[s]:offsets[s+1]``) and head ``h`` (columns
+    ``h*d:(h+1)*d``, ``d = H / n_heads``): ``softmax(rope(Q) rope(K)^T / sqrt(d)) V``,
+    where ``rope`` is the NeoX rotate-half rotary embedding
+    (``y1 = x1 cos - x2 sin``, ``y2 = x2 cos + x1 sin`` on the halves of each head)
+    when ``cos``/``sin`` are given.  Sequences never attend to each other.
+
+    Args:
+        q, k, v: float32 ``(N, H)`` with contiguous columns; rows may be strided, so
+            column slices of the fused ``(N, 3H)`` QKV projection are taken as is.
+        offsets: integer ``(B+1,)``, ``0 = offsets[0] <= ... <= offsets[B] = N``.
+        n_heads: number of heads, dividing ``H``.
+        cos, sin: optional float32 ``(N, d/2)`` C-contiguous rotary tables, one row
+            per token (the row of its position in its sequence), both or neither.
+        out: optional float32 ``(N, H)`` destination (contiguous columns), not
+            overlapping the inputs.
+
+    Returns:
+        float32 ``(N, H)`` (``out`` when given).
+
+    Raises:
+        ValueError: wrong dtype / layout / shape of any argument, bad offsets, or
+            ``n_heads`` not dividing ``H``.
+    """
+    if not isinstance(q, np.ndarray) or q.ndim != 2:
+        raise ValueError(f"attention: q: expected a 2-D float32 array, got {_describe(q)}")
+    shape = q.shape
+    for name, a in (("q", q), ("k", k), ("v", v)):
+        _rows(f"attention: {name}", a, shape)
+    N, H = shape
+    if isinstance(n_heads, bool) or not isinstance(n_heads, (int, np.integer)) or n_heads < 1 \
+            or H % n_heads:
+        raise ValueError(f"attention: n_heads must be a positive divisor of {H}, got {n_heads!r}")
+    d = H // int(n_heads)
+    o = _offsets("attention", offsets, N)
+    if (cos is None) != (sin is None):
+        raise ValueError("attention: cos and sin must be given together")
+    if cos is not None:
+        if d % 2:
+            raise ValueError(f"attention: rotary embedding needs an even head dimension, got {d}")
+        for name, a in (("cos", cos), ("sin", sin)):
+            _f32(f"attention: {name}", a, 2)
+            if a.shape != (N, d // 2):
+                raise ValueError(f"attention: {name} has shape {a.shape}, expected {(N, d // 2)}")
+    if out is None:
+        out = np.empty((N, H), dtype=np.float32)
+    else:
+        _rows("attention: out", out, shape)
+        if not out.flags.writeable:
+            raise ValueError("attention: out is read-only")
+        if any(np.may_share_memory(out, a) for a in (q, k, v)):
+            raise ValueError("attention: out overlaps q, k or v")
+    _attn.attention(q, k, v, o, int(n_heads), cos, sin, out, _num_threads)
+    return out
+
+
+def segment_mean(x: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Mean of each segment of rows (mean pooling of an unpadded batch), summed in double.
+
+    Args:
+        x: float32 ``(N, D)`` C-contiguous.
+        offsets: integer ``(B+1,)``, ``0 = offsets[0] <= ... <= offsets[B] = N``.
+
+    Returns:
+        float32 ``(B, D)``; an empty segment gives a zero row.
+
+    Raises:
+        ValueError: wrong dtype / layout / rank, or bad offsets.
+    """
+    _f32("segment_mean: x", x, 2)
+    o = _offsets("segment_mean", offsets, x.shape[0])
+    out = np.empty((o.shape[0] - 1, x.shape[1]), dtype=np.float32)
+    _attn.segment_mean(x, o, out, _num_threads)
+    return out
