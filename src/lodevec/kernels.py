@@ -112,9 +112,9 @@ def _describe(a: object) -> str:
 def _f32(name: str, a: object, ndim: int | tuple[int, ...], *, writable: bool = False) -> np.ndarray:
     """Check ``a`` is a C-contiguous float32 ndarray with ``ndim`` dimensions."""
     dims = (ndim,) if isinstance(ndim, int) else ndim
-    want = " or ".join(f"{d}-D" for d in dims)
     if not isinstance(a, np.ndarray) or a.dtype != np.float32 or a.ndim not in dims \
             or not a.flags.c_contiguous:
+        want = " or ".join(f"{d}-D" for d in dims)  # built only on failure: hot path
         raise ValueError(f"{name}: expected a C-contiguous {want} float32 array, got {_describe(a)}")
     if writable and not a.flags.writeable:
         raise ValueError(f"{name}: the array is read-only but is written in place")
@@ -458,7 +458,7 @@ def _offsets(name: str, offsets: object, n_rows: int) -> np.ndarray:
     if int(o[0]) != 0 or int(o[-1]) != n_rows:
         raise ValueError(f"{name}: offsets must run from 0 to {n_rows} (the row count), "
                          f"got {int(o[0])}..{int(o[-1])}")
-    if o.size > 1 and (np.diff(o) < 0).any():
+    if o.size > 2 and (o[1:] < o[:-1]).any():  # two boundaries 0 <= n are ordered
         raise ValueError(f"{name}: offsets must be non-decreasing")
     return np.ascontiguousarray(o, dtype=np.int64)
 
