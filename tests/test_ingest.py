@@ -157,3 +157,26 @@ def test_two_index_processes(tmp_path):
     assert codes == [0, 0]
     stats = Database(db).open().stats()
     assert stats["rows"] == 12 and stats["sources"] == 12
+
+
+def test_interrupted_index_loses_and_duplicates_nothing(tmp_path, minilm):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for i in range(8):
+        (folder / f"{i}.md").write_text(f"document number {i} talks about topic {i}\n" * 3)
+    coll = Database(tmp_path / "db").create_or_open(identity=minilm.identity())
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_three(files, chunks, tokens):
+        if chunks >= 3:
+            raise Stop
+
+    with pytest.raises(Stop):
+        Indexer(coll, minilm, batch_size=1, progress=stop_after_three).index_paths([folder])
+    assert 0 < coll.count() < 8
+    s = Indexer(coll, minilm, batch_size=1).index_paths([folder])
+    assert coll.count() == 8 and s.chunks_skipped == 3 and s.chunks_embedded == 5
+    rows = coll.get([f"{folder.resolve() / f'{i}.md'}#0" for i in range(8)])
+    assert len(rows) == 8 and len({r["id"] for r in rows}) == 8
