@@ -80,3 +80,47 @@ class MatmulQ4K:
         return self.flops / best / 1e9
 
     track_gflops.unit = "GFLOP/s"
+
+
+def _rope_tables(lengths, half: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-token cos/sin (N, half), positions restarting at each sequence."""
+    pos = np.concatenate([np.arange(n) for n in lengths]).astype(np.float32)
+    inv = (1.0 / 1000.0 ** (np.arange(half, dtype=np.float32) / half)).astype(np.float32)
+    f = np.outer(pos, inv).astype(np.float32)
+    return np.cos(f), np.sin(f)
+
+
+class Attention:
+    """Multi-head attention with rotary embedding over an unpadded batch, nomic-embed
+    shape (768 = 12 heads x 64), q/k/v taken as column slices of the fused QKV matrix."""
+
+    params = (["16x1", "128x1", "512x1", "128x16", "512x16", "2048x1"], [1, 2])
+    param_names = ["seq_x_batch", "threads"]
+    timeout = 120
+
+    def setup(self, seq_x_batch, threads):
+        n, b = (int(v) for v in seq_x_batch.split("x"))
+        H, self.nh = 768, 12
+        lengths = [n] * b
+        qkv = np.random.default_rng(2).standard_normal((n * b, 3 * H)).astype(np.float32)
+        self.q, self.k, self.v = qkv[:, :H], qkv[:, H:2 * H], qkv[:, 2 * H:]
+        self.offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        self.cos, self.sin = _rope_tables(lengths, H // self.nh // 2)
+        self.out = np.empty((n * b, H), np.float32)
+        self.flops = 4.0 * b * n * n * H  # QK^T and PV
+        kernels.set_num_threads(threads)
+        self._run()
+
+    def _run(self):
+        kernels.attention(self.q, self.k, self.v, self.offsets, self.nh, self.cos, self.sin,
+                          out=self.out)
+
+    def time_attention(self, seq_x_batch, threads):
+        self._run()
+
+    def track_gflops(self, seq_x_batch, threads):
+        reps = max(1, int(1e9 // self.flops))
+        best = min(timeit.repeat(self._run, number=reps, repeat=5)) / reps
+        return self.flops / best / 1e9
+
+    track_gflops.unit = "GFLOP/s"
