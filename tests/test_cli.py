@@ -126,3 +126,46 @@ def test_console_script_runs():
     assert r.returncode == 0 and '"nomic-bert"' in r.stdout
     r = subprocess.run([str(script), "model", "info", __file__], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and r.stderr.startswith("error: ") and "not a GGUF file" in r.stderr
+
+
+def test_serve_command(tmp_path):
+    """`lodevec serve` starts the HTTP API on the model recorded with the table, and stops on SIGTERM."""
+    import signal
+    import socket
+    import time
+
+    import httpx
+
+    db = str(tmp_path / "db")
+    model = str(MINILM_FILE)  # real weights, so the ranking means something
+    assert run(["index", "--db", db, "--model", model, "--input", str(_records(tmp_path)), "--json"])[0] == 0
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "lodevec", "serve", "--db", db, "--addr", f"127.0.0.1:{port}",
+                             "--log-level", "warning"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, proc.stdout.read().decode()
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.2)
+        info = httpx.get(f"http://127.0.0.1:{port}/info", timeout=10).json()
+        assert info["rows"] == 2
+        r = httpx.post(f"http://127.0.0.1:{port}/search", json={"query": "baking a loaf", "k": 1}, timeout=30)
+        assert r.status_code == 200 and r.json()["results"][0]["id"] == "b"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+
+
+def _records(tmp_path):
+    p = tmp_path / "records.jsonl"
+    p.write_text(json.dumps({"id": "a", "text": "Rust is a programming language"}) + "\n"
+                 + json.dumps({"id": "b", "text": "bread is baked from flour and water"}) + "\n")
+    return p
