@@ -233,10 +233,20 @@ def _check_matmul(out, x, w_f32, bias):
     assert err.max() < 1e-5, err.max()
 
 
+@pytest.fixture
+def exact_matmul():
+    """The exact f32 matmul path for every type (the int8-activation path of Q4_K /
+    Q6_K / Q8_0 is tested against its own tolerance in test_int8.py)."""
+    before = kernels.get_matmul_mode()
+    kernels.set_matmul_mode("f32")
+    yield
+    kernels.set_matmul_mode(before)
+
+
 @pytest.mark.parametrize("n", [1, 5, 23, 24, 40])
 @pytest.mark.parametrize("rows", [1, 7, 97])
 @pytest.mark.parametrize("qtype", SUPPORTED_TYPES, ids=lambda t: t.name)
-def test_matmul_matches_reference(qtype, rows, n, threads, tmp_path):
+def test_matmul_matches_reference(qtype, rows, n, threads, tmp_path, exact_matmul):
     rng = np.random.default_rng(1000 * rows + n)
     cols = cols_for(qtype, 2)
     raw = memmapped(tmp_path, random_raw(qtype, rows, cols, rng, scale=0.05))

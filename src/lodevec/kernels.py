@@ -27,6 +27,7 @@ import numpy as np
 from ._kernels import attention as _attn
 from ._kernels import matmul as _mm
 from ._kernels import ops as _ops
+from ._kernels import qmatmul as _qmm
 from ._kernels import quant as _quant
 from .constants import BLOCK_SIZE, SUPPORTED_TYPES, TYPE_SIZE, GGMLQuantizationType
 from .tensors import QuantTensor
@@ -35,6 +36,7 @@ __all__ = [
     "dequantize", "dequantize_raw", "get_rows", "matmul",
     "layer_norm", "add_layer_norm", "gelu", "swiglu", "mean_pool", "l2_normalize",
     "softmax_rows", "attention", "segment_mean", "set_num_threads", "get_num_threads", "openmp_enabled", "kernel_info",
+    "set_matmul_mode", "get_matmul_mode",
 ]
 
 
@@ -241,12 +243,66 @@ def get_rows(t: QuantTensor, ids: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------- matmul
+# int8-activation path (qmatmul.pyx, the llama.cpp scheme): x quantized per row
+# into int8 blocks of 256, VNNI integer dots with the 4/6/8-bit weight quants.
+# Taken for every Q4_K / Q6_K / Q8_0 weight with K a multiple of 256, whatever n:
+#  * the choice must not depend on n: a text's embedding must be the same alone or
+#    in a batch (tests/test_conformance.py::test_batched_equals_single, 2e-6), and
+#    the encoder multiplies the whole unpadded batch at once -- an n threshold would
+#    put a short query on the int8 path alone and on the f32 path in a batch;
+#  * where it matters it wins by far: 1 thread, nomic shapes, GFLOP/s int8 / f32:
+#    n=16 156-162 / 92-99 (the f32 kernel is dequantization-bound there), n=128
+#    181-190 / 170-184, n=512 175-187 / 147-198, n=2048 161-183 / 152-182 (Q4_K
+#    large n is within ~10 % of the f32 panel kernel, Q6_K is faster).
+# F16/F32 and the other quant types always take the exact f32 path;
+# LODEVEC_MATMUL=f32 / set_matmul_mode("f32") forces it everywhere.
+_INT8_TYPES = frozenset(int(t) for t in (GGMLQuantizationType.Q4_K, GGMLQuantizationType.Q6_K,
+                                         GGMLQuantizationType.Q8_0))
+_MATMUL_MODES = ("auto", "f32")
+
+
+def _default_matmul_mode() -> str:
+    env = os.environ.get("LODEVEC_MATMUL", "").strip().lower()
+    return env if env in _MATMUL_MODES else "auto"
+
+
+_matmul_mode = _default_matmul_mode()
+_int8_ok = bool(_qmm.available())
+
+
+def set_matmul_mode(mode: str) -> None:
+    """Choose the matmul arithmetic (process-wide).
+
+    Args:
+        mode: ``"auto"`` (default): int8 activations with VNNI integer dot products
+            on Q4_K / Q6_K / Q8_0 weights (K a multiple of 256), like llama.cpp;
+            exact float32 for every other type.  ``"f32"``: always the exact float32
+            path.  The default comes from the ``LODEVEC_MATMUL`` environment variable.
+
+    Raises:
+        ValueError: unknown mode.
+    """
+    global _matmul_mode
+    if mode not in _MATMUL_MODES:
+        raise ValueError(f"set_matmul_mode: expected one of {_MATMUL_MODES}, got {mode!r}")
+    _matmul_mode = mode
+
+
+def get_matmul_mode() -> str:
+    """The current matmul mode, ``"auto"`` or ``"f32"``."""
+    return _matmul_mode
+
+
 def matmul(x: np.ndarray, w: QuantTensor, bias: np.ndarray | None = None,
            out: np.ndarray | None = None) -> np.ndarray:
     """Linear layer on quantized weights: ``x @ dequantize(w).T + bias``.
 
     Exact float32 arithmetic (weights dequantized to float32, float32 FMAs); the
-    result matches a float64 reference to float32 rounding of the dot products.
+    result matches a float64 reference to float32 rounding of the dot products --
+    except for Q4_K / Q6_K / Q8_0 weights in the default ``"auto"`` mode (see
+    :func:`set_matmul_mode`), where x is quantized to int8 per row and block of 256
+    (as llama.cpp does): error ~1e-3 of |x_i|.|w_j| per output.  Each row's
+    result depends only on that row (not on n or the thread count).
 
     Args:
         x: float32 ``(n, K)`` C-contiguous activations, ``K == w.cols``.
@@ -275,7 +331,10 @@ def matmul(x: np.ndarray, w: QuantTensor, bias: np.ndarray | None = None,
             raise ValueError(f"matmul({w.name}): out has shape {out.shape}, expected {(n, w.rows)}")
         if np.may_share_memory(out, x):
             raise ValueError(f"matmul({w.name}): out overlaps x")
-    _mm.matmul_q(x, qt, raw, w.cols, bias, out, _num_threads)
+    if qt in _INT8_TYPES and _matmul_mode == "auto" and _int8_ok and w.cols % 256 == 0:
+        _qmm.matmul_q8(x, qt, raw, w.cols, bias, out, _num_threads)
+    else:
+        _mm.matmul_q(x, qt, raw, w.cols, bias, out, _num_threads)
     return out
 
 

@@ -1,0 +1,136 @@
+# cython: language_level=3
+"""y = x @ dequant(W).T + bias with int8 activations (small n), AVX-512 VNNI.
+
+The llama.cpp scheme for few tokens: x is quantized once per call, per row, into
+Q8_K-style blocks (int8 values, one f32 scale per 256, int16 sums per 16) in a
+shared buffer; then output rows (weight rows) are split statically over the
+threads: each weight row is unpacked once into u8 quants + per-lane scales (a few
+KiB, L1) and dotted with every x row by VPDPBUSD (lv_q8.h).  Work items (x row
+block, 32 weight rows) are handed out dynamically (a thread that loses its core
+to another process does not hold up the other); each output element is computed
+by one thread with a fixed sequence of operations, so results depend neither on
+the thread count nor on n (a row's result is the same alone or in a batch).  Supported weight
+types: Q4_K, Q6_K, Q8_0 with K a multiple of 256; everything else stays on the
+exact f32 path (matmul.pyx).  The result carries the activation quantization error
+(relative ~1e-3..1e-2 of |x|.|w| per output), as llama.cpp's does.
+"""
+
+cimport cython
+from cython.parallel cimport parallel, prange
+from libc.stdint cimport uint8_t
+from libc.stdlib cimport free, malloc
+
+cdef extern from "lv_q8.h" nogil:
+    ctypedef struct lv_q8x:
+        pass
+    ctypedef struct lv_q8w:
+        pass
+    int lv_q8_available()
+    size_t lv_q8x_size()
+    size_t lv_q8w_size()
+    void lv_q8_quant_row(const float *x, Py_ssize_t K, lv_q8x *out)
+    int lv_q8_unpack_row(int qtype, const uint8_t *w, Py_ssize_t nb, lv_q8w *u)
+    void lv_q8_dot_rows(const lv_q8w *u, Py_ssize_t nb, const lv_q8x *x, Py_ssize_t n,
+                        int qtype, float *out, Py_ssize_t ldo, float bias)
+    void lv_omp_barrier()
+
+cdef extern from "stdlib.h" nogil:
+    void *aligned_alloc(size_t alignment, size_t size)
+
+
+# Quantized x rows per work item: ~X_BLOCK_BYTES, so a block stays in L2 while
+# W_ROWS weight rows pass over it (without blocking, n = 2048 ran at 45-72 GFLOP/s
+# instead of ~180: x streamed from L3/DRAM once per weight row).  A weight row is
+# unpacked again for every x block (1 / block rows of the work).
+cdef Py_ssize_t X_BLOCK_BYTES = 256 * 1024
+cdef Py_ssize_t W_ROWS = 32
+
+
+def available():
+    """Whether the int8 kernels were compiled in (AVX-512 F/BW/VL + VNNI)."""
+    return bool(lv_q8_available())
+
+
+def supported_types():
+    """GGML type ids the int8 path handles: Q8_0, Q4_K, Q6_K."""
+    return (8, 12, 14)
+
+
+cdef Py_ssize_t _row_bytes(int qtype, Py_ssize_t K):
+    if qtype == 12:
+        return K // 256 * 144
+    if qtype == 14:
+        return K // 256 * 210
+    if qtype == 8:
+        return K // 32 * 34
+    return -1
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def matmul_q8(const float[:, ::1] x, int qtype, const uint8_t[:, ::1] w, Py_ssize_t cols,
+              const float[::1] bias, float[:, ::1] out, int nthreads=1):
+    """out (n, M) = x (n, K) @ dequant(w (M, row_bytes), K).T + bias, int8 activations.
+
+    Raises ValueError for a type not in supported_types(), K not a multiple of 256,
+    or inconsistent shapes; RuntimeError when the kernels are not compiled in.
+    """
+    cdef Py_ssize_t n = x.shape[0]
+    cdef Py_ssize_t K = x.shape[1]
+    cdef Py_ssize_t M = w.shape[0]
+    if not lv_q8_available():
+        raise RuntimeError("int8 matmul kernels are not compiled in (need AVX-512 VNNI)")
+    if qtype not in (8, 12, 14):
+        raise ValueError(f"int8 matmul: unsupported GGML type id {qtype}")
+    if cols != K or K <= 0 or K % 256:
+        raise ValueError(f"int8 matmul: x has {K} columns, weight has {cols} (need a multiple of 256)")
+    if w.shape[1] != _row_bytes(qtype, K):
+        raise ValueError(f"int8 matmul: weight rows have {w.shape[1]} bytes, "
+                         f"expected {_row_bytes(qtype, K)}")
+    if out.shape[0] != n or out.shape[1] != M:
+        raise ValueError(f"out has shape ({out.shape[0]}, {out.shape[1]}), expected ({n}, {M})")
+    if bias is not None and bias.shape[0] != M:
+        raise ValueError(f"bias has {bias.shape[0]} elements, expected {M}")
+    if n == 0 or M == 0:
+        return
+    nthreads = max(nthreads, 1)
+
+    cdef Py_ssize_t nb = K // 256
+    cdef Py_ssize_t rb = w.shape[1]
+    cdef const float *xp = &x[0, 0]
+    cdef const uint8_t *wp = &w[0, 0]
+    cdef float *op = &out[0, 0]
+    cdef const float *bp = &bias[0] if bias is not None else NULL
+    cdef size_t xsz = n * nb * lv_q8x_size()
+    cdef size_t usz = nb * lv_q8w_size()
+    cdef lv_q8x *xq = <lv_q8x *>aligned_alloc(64, xsz)
+    if xq == NULL:
+        raise MemoryError("int8 matmul: cannot allocate the quantized activations")
+    # work items = (x row block of ~X_BLOCK_BYTES, W_ROWS weight rows), x block major
+    cdef Py_ssize_t xrows = max(4, (X_BLOCK_BYTES // (nb * <Py_ssize_t>lv_q8x_size())) // 4 * 4)
+    cdef Py_ssize_t nxb = (n + xrows - 1) // xrows
+    cdef Py_ssize_t nwt = (M + W_ROWS - 1) // W_ROWS
+    cdef Py_ssize_t i, j, t, xb, i0, ni, j0, j1
+    cdef lv_q8w *u = NULL
+    cdef int failed = 0
+    with nogil, parallel(num_threads=nthreads):
+        u = <lv_q8w *>aligned_alloc(64, usz)
+        for i in prange(n, schedule="static"):
+            lv_q8_quant_row(xp + i * K, K, xq + i * nb)
+        lv_omp_barrier()    # every x row is quantized before any weight row reads them
+        for t in prange(nxb * nwt, schedule="dynamic"):
+            xb = t // nwt
+            i0 = xb * xrows
+            ni = min(xrows, n - i0)
+            j0 = (t % nwt) * W_ROWS
+            j1 = min(j0 + W_ROWS, M)
+            for j in range(j0, j1):
+                if u == NULL or lv_q8_unpack_row(qtype, wp + j * rb, nb, u) != 0:
+                    failed += 1
+                else:
+                    lv_q8_dot_rows(u, nb, xq + i0 * nb, ni, qtype, op + i0 * M + j, M,
+                                   bp[j] if bp != NULL else 0.0)
+        free(u)
+    free(xq)
+    if failed:
+        raise MemoryError("int8 matmul: cannot allocate the unpacked weight row")
