@@ -8,8 +8,8 @@
  * lanes); the lane sums are scaled (cvt + FMA: each 4-lane group shares one
  * sub-block scale) and the K-quant offsets (Q4_K mins, Q6_K's -32) are subtracted
  * through the activation block sums:
- *   Q4_K:  y = sum_b dx_b * (sum_e d*sc_s * q_e * a_e  -  dmin * sum_s m_s * bsum32_s)
- *   Q6_K:  y = sum_b dx_b * (sum_e d*sc_g * q_e * a_e  -  32*d * sum_g sc_g * bsum16_g)
+ *   Q4_K:  y = sum_b (dx_b * sum_e d*sc_s * q_e * a_e  -  dmin * sum_s m_s * dx_b*bsum32_s)
+ *   Q6_K:  y = sum_b (dx_b * sum_e d*sc_g * q_e * a_e  -  32*d * sum_g sc_g * dx_b*bsum16_g)
  *   Q8_0:  y = sum_b dx_b *  sum_e d_blk * |w_e| * (sign(w_e) a_e)
  * Each output element is computed by one thread with a fixed order of operations,
  * so results do not depend on the thread count.
@@ -37,22 +37,22 @@
  * applied once per block (one cvt + FMA) instead of once per chunk: ~1.3 port-0
  * uops per 64 products instead of 2. */
 
-/* One quantized block of 256 activations (320 bytes, 64-byte multiple). */
+/* One quantized block of 256 activations (384 bytes, 64-byte multiple). */
 typedef struct {
     int8_t q[256];         /* interleaved */
-    int16_t bsums[16];     /* sum of each group of 16 */
+    float bsf[16];         /* d * (sum of each group of 16 quants) */
     float d;
-    float pad[7];
+    float pad[15];
 } lv_q8x;
 
 /* One unpacked weight super-block (256 elements). */
 typedef struct {
     uint8_t q[256];        /* u8 operand of dpbusd, interleaved */
     float scl[16];         /* per group: d * scale */
-    int16_t mn16[16];      /* per group: weight of bsums in the correction */
+    float mnf[16];         /* per group: offset, times the group sum of x:
+                              Q4_K dmin * min, Q6_K 32 * d * scale, Q8_0 0 */
     uint64_t neg[4];       /* Q8_0: sign mask of each 64-byte chunk */
-    float cfac;            /* correction factor (Q4_K dmin, Q6_K 32 d, Q8_0 0) */
-    float pad[7];
+    float pad[8];
 } lv_q8w;
 
 static inline int lv_q8_available(void) { return LV_Q8; }
@@ -71,22 +71,23 @@ static inline void lv_q8_quant_row(const float *x, Py_ssize_t K, lv_q8x *out) {
         float amax = _mm512_reduce_max_ps(vmax);
         if (!(amax > 0.0f)) {      /* zero (or NaN) block */
             memset(o->q, 0, 256);
-            memset(o->bsums, 0, sizeof o->bsums);
+            memset(o->bsf, 0, sizeof o->bsf);
             o->d = 0.0f;
             continue;
         }
         const __m512 vid = _mm512_set1_ps(127.0f / amax);
+        const float d = amax / 127.0f;
         for (int g = 0; g < 16; g++) {
             __m512 v = _mm512_mul_ps(_mm512_loadu_ps(xb + 16 * g), vid);
             __m512i qi = _mm512_cvtps_epi32(v);  /* round to nearest even */
             qi = _mm512_max_epi32(_mm512_min_epi32(qi, _mm512_set1_epi32(127)),
                                   _mm512_set1_epi32(-127));
-            o->bsums[g] = (int16_t)_mm512_reduce_add_epi32(qi);
+            o->bsf[g] = d * (float)_mm512_reduce_add_epi32(qi);
             uint32_t t[4];
             _mm_storeu_si128((__m128i *)t, _mm512_cvtsepi32_epi8(qi));
             for (int c = 0; c < 4; c++) memcpy(o->q + 64 * c + 4 * g, t + c, 4);
         }
-        o->d = amax / 127.0f;
+        o->d = d;
     }
 }
 
@@ -131,8 +132,7 @@ static inline int lv_q8_unpack_row(int qtype, const uint8_t *w, Py_ssize_t nb, l
             const __m512i sc16 = _mm512_permutexvar_epi32(dup, _mm512_castsi256_si512(sc8));
             const __m512i mn16 = _mm512_permutexvar_epi32(dup, _mm512_castsi256_si512(mn8));
             _mm512_storeu_ps(o->scl, _mm512_mul_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(sc16)));
-            _mm256_storeu_si256((__m256i *)o->mn16, _mm512_cvtepi32_epi16(mn16));
-            o->cfac = dmin;
+            _mm512_storeu_ps(o->mnf, _mm512_mul_ps(_mm512_set1_ps(dmin), _mm512_cvtepi32_ps(mn16)));
         } else if (qtype == 14) {               /* Q6_K, 210 bytes */
             const uint8_t *blk = w + b * 210;
             const uint8_t *ql = blk, *qh = blk + 128;
@@ -148,10 +148,9 @@ static inline int lv_q8_unpack_row(int qtype, const uint8_t *w, Py_ssize_t nb, l
                     _mm256_store_si256((__m256i *)(nat + 128 * h + 32 * s2), _mm256_or_si256(lo, hi));
                 }
             const __m128i s8 = _mm_loadu_si128((const __m128i *)sc);
-            _mm512_storeu_ps(o->scl, _mm512_mul_ps(_mm512_set1_ps(d),
-                                                   _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(s8))));
-            _mm256_storeu_si256((__m256i *)o->mn16, _mm256_cvtepi8_epi16(s8));
-            o->cfac = 32.0f * d;
+            const __m512 sf = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(s8));
+            _mm512_storeu_ps(o->scl, _mm512_mul_ps(_mm512_set1_ps(d), sf));
+            _mm512_storeu_ps(o->mnf, _mm512_mul_ps(_mm512_set1_ps(32.0f * d), sf));
         } else if (qtype == 8) {                /* Q8_0: 8 blocks of 34 bytes */
             const uint8_t *blk = w + b * 8 * 34;
             for (int j = 0; j < 8; j++) {
@@ -166,8 +165,7 @@ static inline int lv_q8_unpack_row(int qtype, const uint8_t *w, Py_ssize_t nb, l
                 o->neg[c] = (uint64_t)_mm512_movepi8_mask(v);
                 _mm512_storeu_si512(o->q + 64 * c, _mm512_abs_epi8(v));
             }
-            memset(o->mn16, 0, sizeof o->mn16);
-            o->cfac = 0.0f;
+            memset(o->mnf, 0, sizeof o->mnf);
             continue;
         } else {
             return -1;
@@ -182,11 +180,7 @@ static inline __attribute__((always_inline)) void
 lv_q8_rows(const lv_q8w *u, Py_ssize_t nb, const lv_q8x *x, Py_ssize_t ldx, const int R,
            const int q80, float *out, Py_ssize_t ldo, float bias) {
     __m512 acc[4];
-    __m256 corr[4];
-    for (int r = 0; r < R; r++) {
-        acc[r] = _mm512_setzero_ps();
-        corr[r] = _mm256_setzero_ps();
-    }
+    for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps();
     for (Py_ssize_t b = 0; b < nb; b++) {
         const lv_q8w *o = u + b;
         __m512i dp[4];
@@ -200,30 +194,17 @@ lv_q8_rows(const lv_q8w *u, Py_ssize_t nb, const lv_q8x *x, Py_ssize_t ldx, cons
                 dp[r] = _mm512_dpbusd_epi32(dp[r], w, a);
             }
         }
+        /* lane g: d_x * (d * sc_g * dot_g  -  mnf_g * sum_g(x quants)) */
         const __m512 s = _mm512_loadu_ps(o->scl);
-        if (!q80) {
-            const __m256i mn = _mm256_loadu_si256((const __m256i *)o->mn16);
-            for (int r = 0; r < R; r++) {
-                const lv_q8x *xb = x + r * ldx + b;
-                __m256i bs = _mm256_loadu_si256((const __m256i *)xb->bsums);
-                __m256 m = _mm256_cvtepi32_ps(_mm256_madd_epi16(bs, mn));
-                corr[r] = _mm256_fmadd_ps(m, _mm256_set1_ps(xb->d * o->cfac), corr[r]);
-                acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp[r]),
-                                         _mm512_mul_ps(s, _mm512_set1_ps(xb->d)), acc[r]);
-            }
-        } else {
-            for (int r = 0; r < R; r++)
-                acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp[r]),
-                                         _mm512_mul_ps(s, _mm512_set1_ps(x[r * ldx + b].d)), acc[r]);
+        const __m512 mn = _mm512_loadu_ps(o->mnf);
+        for (int r = 0; r < R; r++) {
+            const lv_q8x *xb = x + r * ldx + b;
+            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp[r]), _mm512_mul_ps(s, _mm512_set1_ps(xb->d)),
+                                     acc[r]);
+            if (!q80) acc[r] = _mm512_fnmadd_ps(mn, _mm512_loadu_ps(xb->bsf), acc[r]);
         }
     }
-    for (int r = 0; r < R; r++) {
-        __m256 c = corr[r];
-        __m128 c4 = _mm_add_ps(_mm256_castps256_ps128(c), _mm256_extractf128_ps(c, 1));
-        c4 = _mm_add_ps(c4, _mm_movehl_ps(c4, c4));
-        c4 = _mm_add_ss(c4, _mm_movehdup_ps(c4));
-        out[r * ldo] = _mm512_reduce_add_ps(acc[r]) - _mm_cvtss_f32(c4) + bias;
-    }
+    for (int r = 0; r < R; r++) out[r * ldo] = _mm512_reduce_add_ps(acc[r]) + bias;
 }
 
 /* One weight row against all n quantized x rows (nb blocks each). */
