@@ -82,6 +82,43 @@ class MatmulQ4K:
     track_gflops.unit = "GFLOP/s"
 
 
+class MatmulModes:
+    """int8-activation (``auto``, VNNI) vs exact f32 matmul per weight type and n.
+
+    ``MatmulQ4K`` above measures the default mode (``auto`` since the int8 path).
+    """
+
+    params = (["Q4_K", "Q6_K", "Q8_0"], ["3072x768", "768x3072"], [16, 128, 2048], [1, 2],
+              ["auto", "f32"])
+    param_names = ["qtype", "shape", "n", "threads", "mode"]
+    timeout = 120
+
+    def setup(self, qtype, shape, n, threads, mode):
+        m, k = (int(v) for v in shape.split("x"))
+        self.w = synthetic_tensor(T[qtype], m, k)
+        self.x = np.random.default_rng(1).standard_normal((n, k)).astype(np.float32)
+        self.out = np.empty((n, m), np.float32)
+        self.flops = 2.0 * n * m * k
+        self.mode_before = kernels.get_matmul_mode()
+        kernels.set_matmul_mode(mode)
+        kernels.set_num_threads(threads)
+        kernels.matmul(self.x, self.w, out=self.out)
+
+    def teardown(self, qtype, shape, n, threads, mode):
+        kernels.set_matmul_mode(self.mode_before)
+
+    def time_matmul(self, qtype, shape, n, threads, mode):
+        kernels.matmul(self.x, self.w, out=self.out)
+
+    def track_gflops(self, qtype, shape, n, threads, mode):
+        reps = max(1, int(2e9 // self.flops))
+        best = min(timeit.repeat(lambda: kernels.matmul(self.x, self.w, out=self.out),
+                                 number=reps, repeat=5)) / reps
+        return self.flops / best / 1e9
+
+    track_gflops.unit = "GFLOP/s"
+
+
 def _rope_tables(lengths, half: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-token cos/sin (N, half), positions restarting at each sequence."""
     pos = np.concatenate([np.arange(n) for n in lengths]).astype(np.float32)
