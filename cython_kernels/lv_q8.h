@@ -119,20 +119,26 @@ static inline int lv_q8_unpack_row(int qtype, const uint8_t *w, Py_ssize_t nb, l
         if (qtype == 12) {                      /* Q4_K, 144 bytes */
             const uint8_t *blk = w + b * 144;
             const float d = lv_load_f16(blk), dmin = lv_load_f16(blk + 2);
-            int sc[8], mn[8];
-            for (int j = 0; j < 8; j++) lv_k_scale_min(blk + 4, j, sc + j, mn + j);
+            /* the 12 scale bytes -> 8 scales (utmp[0..1]) and 8 mins (utmp[2..3]),
+             * bytewise, as k_scale_min (the bit trick of llama.cpp's ggml-cpu) */
+            uint32_t utmp[4];
+            memcpy(utmp, blk + 4, 12);
+            utmp[3] = ((utmp[2] >> 4) & 0x0f0f0f0fu) | (((utmp[1] >> 6) & 0x03030303u) << 4);
+            const uint32_t uaux = utmp[1] & 0x3f3f3f3fu;
+            utmp[1] = (utmp[2] & 0x0f0f0f0fu) | (((utmp[0] >> 6) & 0x03030303u) << 4);
+            utmp[2] = uaux;
+            utmp[0] &= 0x3f3f3f3fu;
+            const __m128i sm = _mm_loadu_si128((const __m128i *)utmp);
+            /* each of the 8 values twice (two 16-groups per 32-element sub-block) */
+            const __m512i sc16 = _mm512_cvtepu8_epi32(_mm_unpacklo_epi8(sm, sm));
+            const __m512i mn16 = _mm512_cvtepu8_epi32(_mm_unpackhi_epi8(sm, sm));
+            _mm512_storeu_ps(o->scl, _mm512_mul_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(sc16)));
+            _mm512_storeu_ps(o->mnf, _mm512_mul_ps(_mm512_set1_ps(dmin), _mm512_cvtepi32_ps(mn16)));
             for (int c = 0; c < 4; c++) {
                 __m256i v = _mm256_loadu_si256((const __m256i *)(blk + 16 + 32 * c));
                 a[c] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(v, m4)),
                                           _mm256_and_si256(_mm256_srli_epi16(v, 4), m4), 1);
             }
-            const __m256i sc8 = _mm256_setr_epi32(sc[0], sc[1], sc[2], sc[3], sc[4], sc[5], sc[6], sc[7]);
-            const __m256i mn8 = _mm256_setr_epi32(mn[0], mn[1], mn[2], mn[3], mn[4], mn[5], mn[6], mn[7]);
-            const __m512i dup = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
-            const __m512i sc16 = _mm512_permutexvar_epi32(dup, _mm512_castsi256_si512(sc8));
-            const __m512i mn16 = _mm512_permutexvar_epi32(dup, _mm512_castsi256_si512(mn8));
-            _mm512_storeu_ps(o->scl, _mm512_mul_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(sc16)));
-            _mm512_storeu_ps(o->mnf, _mm512_mul_ps(_mm512_set1_ps(dmin), _mm512_cvtepi32_ps(mn16)));
         } else if (qtype == 14) {               /* Q6_K, 210 bytes */
             const uint8_t *blk = w + b * 210;
             const uint8_t *ql = blk, *qh = blk + 128;
