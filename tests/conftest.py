@@ -21,6 +21,17 @@ def load_golden(path: Path) -> dict:
         return json.load(f)
 
 
+@pytest.fixture(params=[1, 2], ids=["t1", "t2"])
+def threads(request):
+    """Run a kernel test with 1 and with 2 compute threads."""
+    from lodevec import kernels
+
+    before = kernels.get_num_threads()
+    kernels.set_num_threads(request.param)
+    yield request.param
+    kernels.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def nomic_golden() -> dict:
     return load_golden(NOMIC / "golden.json")

@@ -9,14 +9,6 @@ import pytest
 from lodevec import kernels
 
 
-@pytest.fixture(params=[1, 2], ids=["t1", "t2"])
-def threads(request):
-    before = kernels.get_num_threads()
-    kernels.set_num_threads(request.param)
-    yield request.param
-    kernels.set_num_threads(before)
-
-
 def rope_tables(lengths, half, base=10000.0):
     """Per-token cos/sin (N, half): row = position in its sequence; a different base per
     length (as dynamic NTK gives past the trained context)."""

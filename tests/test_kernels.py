@@ -62,14 +62,6 @@ def cols_for(qtype: GGMLQuantizationType, nblocks: int = 3) -> int:
     return 101 if BLOCK_SIZE[qtype] == 1 else BLOCK_SIZE[qtype] * nblocks
 
 
-@pytest.fixture(params=[1, 2], ids=["t1", "t2"])
-def threads(request):
-    before = kernels.get_num_threads()
-    kernels.set_num_threads(request.param)
-    yield request.param
-    kernels.set_num_threads(before)
-
-
 # ------------------------------------------------------------------ dequantize
 @pytest.mark.parametrize("rows", [1, 7, 97])
 @pytest.mark.parametrize("qtype", SUPPORTED_TYPES, ids=lambda t: t.name)
