@@ -92,10 +92,8 @@ class EncoderGraph:
         self.config: ModelConfig = model.config
         self.model = model
         self.token_embd = model.weight(T.TOKEN_EMBD)
-        self.type_row0 = np.asarray(model.tensors[T.TOKEN_TYPES].data[0].view(np.float32)
-                                    if model.tensors[T.TOKEN_TYPES].qtype == 0
-                                    else model.tensors[T.TOKEN_TYPES].data[0].view(np.float16),
-                                    dtype=np.float32)
+        # every input is segment A: row 0 of the token-type table is added to each token
+        self.type_row0 = self.ops.get_rows(model.weight(T.TOKEN_TYPES), np.zeros(1, dtype=np.int64))[0]
         self.pos_embd = model.weight(T.POS_EMBD) if not self.config.uses_rope else None
         self.embd_norm_w = model.vector(T.EMBD_NORM_W)
         self.embd_norm_b = model.vector(T.EMBD_NORM_B)
