@@ -168,3 +168,18 @@ def test_seed_ranking_minilm(encoders):
     ref = dict(zip(seed["seed_ranking"], sorted(seed["seed_scores"], reverse=True), strict=True))
     for name, score in zip(names, scores, strict=True):
         assert score == pytest.approx(ref[name], abs=1e-4)
+
+
+def test_embedder_without_cache_matches_cached():
+    """cache_size=0 skips hashing and caching but gives the same vectors and flags."""
+    from lodevec.embedder import Embedder
+
+    enc = Encoder.from_gguf(NOMIC / "tiny-nomic-v1.5.Q4_K_M.gguf")
+    texts = ["alpha beta", "gamma", "alpha beta"]
+    plain, cached = Embedder(enc, cache_size=0), Embedder(enc, cache_size=10)
+    a = plain.encode(texts, task="search_query")
+    assert "digest" not in enc.model.__dict__  # the file was not hashed
+    b = cached.encode(texts, task="search_query")
+    assert "digest" in enc.model.__dict__
+    np.testing.assert_array_equal(a.embeddings, b.embeddings)
+    assert a.n_tokens == b.n_tokens and len(plain.cache) == 0 and len(cached.cache) == 2

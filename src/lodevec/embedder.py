@@ -222,16 +222,20 @@ class Embedder:
                 raise errors.TextError(f"text {i} is {type(t).__name__}; expected str")
             if not self.allow_empty and not t.strip():
                 raise errors.TextError(f"text {i} is empty; there is nothing to embed")
-        digest = self.encoder.model.digest
-        keys = [cache_key(digest, task, dim, t) for t in texts]
-        found = self.cache.get_many(keys)
+        if self.cache.max_entries:
+            digest = self.encoder.model.digest  # sha256 of the file: computed once, only for the cache
+            keys = [cache_key(digest, task, dim, t) for t in texts]
+            found = self.cache.get_many(keys)
+        else:  # cache disabled: no file hash, no keys
+            keys, found = [], [None] * len(texts)
         miss = [i for i, f in enumerate(found) if f is None]
         out = np.empty((len(texts), dim), dtype=np.float32)
         n_tokens, truncated = [0] * len(texts), [False] * len(texts)
         if miss:
             res = self.encoder.encode([texts[i] for i in miss], task, dim, batch_size)
-            self.cache.put_many([(keys[i], (res.embeddings[j], res.n_tokens[j], res.truncated[j]))
-                                 for j, i in enumerate(miss)])
+            if keys:
+                self.cache.put_many([(keys[i], (res.embeddings[j], res.n_tokens[j], res.truncated[j]))
+                                     for j, i in enumerate(miss)])
             for j, i in enumerate(miss):
                 found[i] = (res.embeddings[j], res.n_tokens[j], res.truncated[j])
         for i, (vec, n, trunc) in enumerate(found):

@@ -13,7 +13,6 @@ the seam where a GPU backend plugs in.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -209,7 +208,3 @@ class EncoderGraph:
     def mean_pool(self, x: np.ndarray, offsets: np.ndarray) -> np.ndarray:
         """Mean of each sequence's rows (all tokens, [CLS] and [SEP] included).  ``(B, H)``."""
         return self.ops.segment_mean(x, offsets)
-
-
-def default_threads() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
