@@ -249,7 +249,7 @@ def test_second_pull_makes_no_request_and_no_rehash(env, fake_hub, monkeypatch):
     def no_hash(path):
         raise AssertionError("a verified file was hashed again")
 
-    monkeypatch.setattr(hub, "_sha256_file", no_hash)
+    monkeypatch.setattr(hub, "sha256_file", no_hash)
     assert hub.pull(progress=False) == first
     assert fake_hub.count() == before
     fake_hub.close()  # and with the Hub gone

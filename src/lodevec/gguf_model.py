@@ -7,7 +7,6 @@ name and the key or tensor at fault, rather than deep inside a kernel.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import struct
 from dataclasses import asdict, dataclass
@@ -178,11 +177,9 @@ class GGUFModel:
     @cached_property
     def digest(self) -> str:
         """sha256 of the whole file (hex): the model's identity for caches and stores."""
-        h = hashlib.sha256()
-        with open(self.path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        return h.hexdigest()
+        from .hub import sha256_file
+
+        return sha256_file(self.path)
 
     def info(self) -> dict:
         """Architecture, sizes, context, vocabulary and tensor types, JSON-ready."""

@@ -233,7 +233,8 @@ def entry_for(quant: str = DEFAULT_QUANT) -> ManifestEntry:
 
 
 # ---------------------------------------------------------------- verification
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """sha256 of a file (hex), read in chunks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(_CHUNK):
@@ -290,7 +291,7 @@ def _verified_local(entry: ManifestEntry, path: Path) -> bool:
         return entry.sha256 is None or digest == entry.sha256
     if entry.sha256 is None:
         return False
-    if _sha256_file(path) != entry.sha256:
+    if sha256_file(path) != entry.sha256:
         return False
     _write_sidecar(path, entry.sha256)
     return True
@@ -305,7 +306,7 @@ def _check_file(path: Path, name: str, size: int | None, sha256: str, url: str) 
             f"{name}: size mismatch: expected {size} bytes, got {got_size}; "
             f"the download from {url} was deleted"
         )
-    got = _sha256_file(path)
+    got = sha256_file(path)
     if got != sha256:
         _unlink(path)
         raise DownloadError(
@@ -469,7 +470,7 @@ def pull(quant: str = DEFAULT_QUANT, *, cache: str | os.PathLike | None = None,
 
     # A copy already in place (e.g. copied in by hand) that matches needs no download.
     if not force and dest.is_file() and (size is None or dest.stat().st_size == size):
-        if _sha256_file(dest) == sha256:
+        if sha256_file(dest) == sha256:
             _write_sidecar(dest, sha256)
             return dest
 

@@ -8,7 +8,6 @@ write is an idempotent upsert by id.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -17,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import errors
+from .store import content_hash
 
 #: files larger than this are skipped with a note (logs, dumps, data files)
 MAX_FILE_BYTES = 8 * 1024 * 1024
@@ -55,10 +55,6 @@ class Chunk:
     chunk: int
     metadata: dict
     content_hash: str
-
-
-def content_hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 # ---------------------------------------------------------------------- walking

@@ -23,7 +23,6 @@ import asyncio
 import base64
 import contextlib
 import contextvars
-import hashlib
 import json
 import logging
 import math
@@ -733,8 +732,8 @@ def _document(d: Any, i: int) -> dict:
     chunk = d.get("chunk", 0)
     if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 0:
         raise ValidationFailed(f"{where}.chunk must be an integer >= 0", "documents")
-    return {"id": doc_id, "text": text, "source": source, "chunk": chunk, "metadata": metadata,
-            "content_hash": hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()}
+    # content_hash is left to the store, which hashes the text itself
+    return {"id": doc_id, "text": text, "source": source, "chunk": chunk, "metadata": metadata}
 
 
 def _result_dict(r: Any) -> dict:

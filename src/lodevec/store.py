@@ -261,8 +261,9 @@ def _folder_bytes(path: Path) -> int:
     return total
 
 
-def _content_hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+def content_hash(text: str) -> str:
+    """The ``content_hash`` column: sha256 of the text's UTF-8 bytes (hex)."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _metadata_json(meta: Any, where: str) -> str:
@@ -698,7 +699,7 @@ class Collection:
             if type(ch) is not str or not ch:
                 if ch is not None and ch != "" and not isinstance(ch, str):
                     raise errors.RecordError(f"record {i} (id {rid!r}): 'content_hash' must be a string")
-                ch = ch or _content_hash(text)
+                ch = ch or content_hash(text)
             ids[i], texts[i], sources[i], chunks[i], hashes[i] = rid, text, source, chunk, ch
             if embeddings is None:
                 vecs[i] = r.get("embedding")
@@ -767,7 +768,7 @@ class Collection:
                   for i, m in enumerate(t["metadata"].to_pylist())] if "metadata" in names
                  else ["{}"] * n)
         hashes = t["content_hash"].to_pylist() if "content_hash" in names else [None] * n
-        hashes = [h if h else _content_hash(texts[i]) for i, h in enumerate(hashes)]
+        hashes = [h if h else content_hash(texts[i]) for i, h in enumerate(hashes)]
         col = t[VECTOR_COLUMN].combine_chunks()
         if col.null_count:
             i = next(i for i, v in enumerate(col.is_null().to_pylist()) if v)
