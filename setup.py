@@ -49,13 +49,13 @@ directives = {
 }
 
 # Kernel modules: cython_kernels/<name>.pyx -> lodevec._kernels.<name>
-KERNELS = ["quant", "matmul", "ops", "attention", "qmatmul"]
+KERNELS = ["quant", "matmul", "ops", "attention", "qmatmul", "vscan"]
 # Per-module flags appended after compile_args (a later -f flag wins).  quant must
 # not fuse ``d * q - m`` into an FMA: its output is compared bit for bit with
 # gguf.quants.dequantize, which rounds the product before the subtraction.
 KERNEL_FLAGS = {"quant": ["-ffp-contract=off"]}
 # Shared C header and inline .pxd: a change there must rebuild every module.
-KERNEL_DEPENDS = [f"cython_kernels/{f}" for f in ("lv_simd.h", "lv_q8.h", "dequant.pxd")]
+KERNEL_DEPENDS = [f"cython_kernels/{f}" for f in ("lv_simd.h", "lv_q8.h", "lv_vscan.h", "dequant.pxd")]
 
 extensions = [
     Extension(

@@ -128,10 +128,21 @@ def test_upsert_is_batched(tmp_path):
     vecs = unit(np.random.default_rng(1), 25_000, 8)
     recs = [{"id": f"r{i}", "text": f"t{i}", "source": "s", "chunk": i} for i in range(25_000)]
     res = coll.upsert(recs, embeddings=vecs)
-    assert res["inserted"] == 25_000 and res["batches"] == 3
+    # all ids are new: one append (one version) for the 25k rows
+    assert res == {"inserted": 25_000, "updated": 0, "written": 25_000, "batches": 1}
     assert coll.count() == 25_000
-    # 3 merge-inserts plus at most the id/source/FTS index refresh: never one version per row
-    assert len(coll.table.list_versions()) - v0 <= 7
+    # the append plus at most the id/source/FTS index refresh: never one version per row
+    assert len(coll.table.list_versions()) - v0 <= 5
+    # stored ids are merge-inserted, 10k rows per version; new ones appended in one go
+    v1 = len(coll.table.list_versions())
+    recs = [{"id": f"r{i}", "text": f"v2 {i}", "source": "s", "chunk": i} for i in range(5000, 30_000)]
+    res = coll.upsert(recs, embeddings=vecs)
+    assert res == {"inserted": 5000, "updated": 20_000, "written": 25_000, "batches": 3}
+    assert coll.count() == 30_000 and coll.get(["r29999"])[0]["text"] == "v2 29999"
+    assert coll.get(["r4999", "r5000"])[0]["text"] == "t4999"
+    assert len(coll.table.list_versions()) - v1 <= 6
+    # small upserts merge-insert only
+    assert coll.upsert(recs[:10], embeddings=vecs[:10])["batches"] == 1
 
 
 def test_upsert_arrow_table(coll):

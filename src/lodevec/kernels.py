@@ -29,6 +29,7 @@ from ._kernels import matmul as _mm
 from ._kernels import ops as _ops
 from ._kernels import qmatmul as _qmm
 from ._kernels import quant as _quant
+from ._kernels import vscan as _vscan
 from .constants import BLOCK_SIZE, SUPPORTED_TYPES, TYPE_SIZE, GGMLQuantizationType
 from .tensors import QuantTensor
 
@@ -36,7 +37,7 @@ __all__ = [
     "dequantize", "dequantize_raw", "get_rows", "matmul",
     "layer_norm", "add_layer_norm", "gelu", "swiglu", "mean_pool", "l2_normalize",
     "softmax_rows", "attention", "segment_mean", "set_num_threads", "get_num_threads", "openmp_enabled", "kernel_info",
-    "set_matmul_mode", "get_matmul_mode",
+    "set_matmul_mode", "get_matmul_mode", "quantize_codes", "quantize_query", "scan_codes",
 ]
 
 
@@ -613,4 +614,80 @@ def segment_mean(x: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     o = _offsets("segment_mean", offsets, x.shape[0])
     out = np.empty((o.shape[0] - 1, x.shape[1]), dtype=np.float32)
     _attn.segment_mean(x, o, out, _num_threads)
+    return out
+
+
+# ------------------------------------------------------------ vector-search scan
+def quantize_codes(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """u8 codes and per-row scales of unit vectors, for :func:`scan_codes`.
+
+    Args:
+        x: float32 ``(N, D)`` C-contiguous (rows should be unit length).
+
+    Returns:
+        ``(codes, scales)``: uint8 ``(N, D)`` with ``codes - 128 = round(x / scale)`` in
+        [-127, 127], and float32 ``(N,)`` scales ``max|x_i| / 127`` (0 for a zero row).
+    """
+    _f32("quantize_codes: x", x, 2)
+    codes = np.empty(x.shape, dtype=np.uint8)
+    scales = np.empty(x.shape[0], dtype=np.float32)
+    _vscan.quantize_rows(x, codes, scales, _num_threads)
+    return codes, scales
+
+
+def quantize_query(q: np.ndarray) -> tuple[np.ndarray, int, float]:
+    """int8 codes of a query vector: ``(codes, sum of codes, scale)``."""
+    _f32("quantize_query: q", q, 1)
+    amax = float(np.abs(q).max()) if q.size else 0.0
+    if not amax > 0.0 or not np.isfinite(amax):
+        raise ValueError("quantize_query: the query is zero or not finite")
+    scale = amax / 127.0
+    codes = np.clip(np.rint(q / scale), -127, 127).astype(np.int8)
+    return codes, int(codes.sum(dtype=np.int64)), scale
+
+
+def scan_codes(q_codes: np.ndarray, q_sum: int, codes: np.ndarray, scales: np.ndarray,
+               n: int | None = None, rows: np.ndarray | None = None) -> np.ndarray:
+    """Approximate dot products of a quantized query with quantized rows.
+
+    ``out[i] = scales[i] * (codes[i] . (q_codes) - 128 * q_sum)``, which is
+    ``x_i . q / q_scale`` up to rounding: it ranks candidates; re-rank them exactly.
+
+    Args:
+        q_codes: int8 ``(D,)`` from :func:`quantize_query`; ``q_sum`` its sum.
+        codes, scales: from :func:`quantize_codes` (``codes`` may have spare rows).
+        n: score rows ``[0, n)`` (default all); ignored when ``rows`` is given.
+        rows: int64 row numbers to score instead (a filtered scan), each in
+            ``[0, codes.shape[0])``.
+
+    Returns:
+        float32 scores, shape ``(n,)`` or ``(len(rows),)``.
+
+    Raises:
+        ValueError: wrong dtype / layout / shape.  IndexError: a row out of range.
+    """
+    if not isinstance(q_codes, np.ndarray) or q_codes.dtype != np.int8 or q_codes.ndim != 1 \
+            or not q_codes.flags.c_contiguous:
+        raise ValueError(f"scan_codes: q_codes must be a C-contiguous 1-D int8 array, got {_describe(q_codes)}")
+    if not isinstance(codes, np.ndarray) or codes.dtype != np.uint8 or codes.ndim != 2 \
+            or not codes.flags.c_contiguous or codes.shape[1] != q_codes.shape[0]:
+        raise ValueError(f"scan_codes: codes must be a C-contiguous uint8 (N, {q_codes.shape[0]}) "
+                         f"array, got {_describe(codes)}")
+    _f32("scan_codes: scales", scales, 1)
+    if scales.shape[0] < codes.shape[0]:
+        raise ValueError(f"scan_codes: {scales.shape[0]} scales for {codes.shape[0]} rows")
+    if abs(int(q_sum)) > 127 * q_codes.shape[0]:
+        raise ValueError(f"scan_codes: q_sum {q_sum} is not the sum of {q_codes.shape[0]} int8 codes")
+    if rows is not None:
+        if not isinstance(rows, np.ndarray) or rows.dtype != np.int64 or rows.ndim != 1:
+            raise ValueError(f"scan_codes: rows must be a 1-D int64 array, got {_describe(rows)}")
+        rows = np.ascontiguousarray(rows)
+        out = np.empty(rows.shape[0], dtype=np.float32)
+        _vscan.scan_rows(q_codes, int(q_sum), codes, scales, rows, out, _num_threads)
+        return out
+    n = codes.shape[0] if n is None else int(n)
+    if not 0 <= n <= codes.shape[0]:
+        raise ValueError(f"scan_codes: n={n} outside [0, {codes.shape[0]}]")
+    out = np.empty(n, dtype=np.float32)
+    _vscan.scan(q_codes, int(q_sum), codes, scales, out, n, _num_threads)
     return out

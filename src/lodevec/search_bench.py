@@ -1,10 +1,18 @@
 """Search benchmark of the store: insert throughput, upsert latency, latency and recall.
 
 Builds a collection of ``rows`` clustered synthetic unit vectors *through the store*
-(:meth:`lodevec.store.Collection.upsert`), then measures flat (exact) search and every
-vector index configuration the store uses, each against exact top-k computed here with
-numpy.  Queries are perturbed members of the clusters, as real queries land near
-documents.  ``lodevec bench search`` prints the rows this returns.
+(:meth:`lodevec.store.Collection.upsert`), then measures every search path the store
+takes, each against exact top-k computed here with numpy:
+
+* ``resident``: the in-memory int8 scan + float32 re-rank (:mod:`lodevec.resident`),
+  what a long-lived process (the server, an application) searches;
+* ``flat``: LanceDB's exact scan (no vector index, no resident copy: what a one-shot
+  CLI search of a table below the index threshold does);
+* each vector index kind (LanceDB, no resident copy);
+* full-text, hybrid and a prefiltered vector search, as a long-lived process runs them.
+
+Queries are perturbed members of the clusters, as real queries land near documents.
+``lodevec bench search`` prints the rows this returns.
 """
 
 from __future__ import annotations
@@ -18,8 +26,9 @@ import numpy as np
 
 __all__ = ["run_search_bench", "make_clustered", "DEFAULT_CONFIGS"]
 
-#: flat search plus the index kind the store builds by default; add "IVF_PQ" to compare
-DEFAULT_CONFIGS: tuple[str, ...] = ("flat", "IVF_HNSW_SQ")
+#: the resident tier, LanceDB's flat scan and the index kind the store builds by default;
+#: add "IVF_PQ" to compare
+DEFAULT_CONFIGS: tuple[str, ...] = ("resident", "flat", "IVF_HNSW_SQ")
 _WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india",
           "juliet", "kilo", "lima", "mike", "november", "oscar", "papa")
 
@@ -88,8 +97,9 @@ def run_search_bench(rows: int, dim: int, queries: int, k: int = 10, seed: int =
         seed: RNG seed (data and queries).
         db_path: database folder; None -> a temporary folder, removed afterwards.  An
             existing folder gets a fresh collection named ``bench``.
-        configs: "flat" and/or vector index kinds ("IVF_HNSW_SQ", "IVF_PQ").  After the
-            last index kind, full-text and hybrid search are timed too.
+        configs: "resident", "flat" and/or vector index kinds ("IVF_HNSW_SQ", "IVF_PQ").
+            Then full-text, hybrid and prefiltered vector search are timed (through the
+            resident copy when "resident" is among the configs).
         clusters: Gaussian clusters in the data.
         single_upserts: timed one-record upserts.
         progress: called with a line of text at each step.
@@ -122,12 +132,15 @@ def run_search_bench(rows: int, dim: int, queries: int, k: int = 10, seed: int =
         truth = _exact_topk(x, q, k)
 
         # the threshold above the table size: the bench decides when indexes are built
-        db = Database(db_path, index_policy=IndexPolicy(threshold=rows + 1))
+        policy = IndexPolicy(threshold=rows + 1)
+        db = Database(db_path, index_policy=policy)
         if db.exists("bench"):
             db.drop("bench")
         ident = {"architecture": "synthetic", "model": f"bench-{dim}d", "digest": f"seed{seed}",
                  "dim": dim, "matryoshka_dim": None, "prompts": {}}
         coll = db.create_or_open("bench", identity=ident)
+        # LanceDB alone, as a process without the resident copy sees the same table
+        lance = Database(db_path, index_policy=policy, resident=False).open("bench", ident)
         words = np.asarray(_WORDS)
         w = rng.integers(0, len(_WORDS), (rows, 2))
         records = [{"id": f"doc{i}", "text": f"chunk {i} topic{labels[i]} {words[w[i, 0]]} {words[w[i, 1]]}",
@@ -154,9 +167,9 @@ def run_search_bench(rows: int, dim: int, queries: int, k: int = 10, seed: int =
         ids = np.asarray([f"doc{i}" for i in range(rows)])
         truth_ids = [set(ids[t]) for t in truth]
 
-        def measure(config: str, build_s: float | None, extra: dict | None = None) -> None:
-            coll.search(q[0], k=k)  # warm caches / open index files
-            times, res = _timed(lambda i: coll.search(q[i], k=k), queries)
+        def measure(config: str, build_s: float | None, extra: dict | None = None, c=lance) -> None:
+            c.search(q[0], k=k)  # warm caches / open index files
+            times, res = _timed(lambda i: c.search(q[i], k=k), queries)
             recall = float(np.mean([len(truth_ids[i] & {r.id for r in hits}) / k
                                     for i, hits in enumerate(res)]))
             p50, p95 = _pct(times)
@@ -164,7 +177,14 @@ def run_search_bench(rows: int, dim: int, queries: int, k: int = 10, seed: int =
                             recall_at_10=round(recall, 4), **(extra or {})))
             say(f"{config}: p50 {p50} ms, p95 {p95} ms, recall@{k} {recall:.3f}")
 
-        kinds = [c for c in configs if c.lower() != "flat"]
+        kinds = [c for c in configs if c.lower() not in ("flat", "resident")]
+        resident = any(c.lower() == "resident" for c in configs)
+        if resident:
+            say("loading the resident copy")
+            t0 = time.perf_counter()
+            info = coll.load_resident()
+            build = round(time.perf_counter() - t0, 3)
+            measure("resident", build, {"resident_mb": round(info["bytes"] / 2**20, 1)}, c=coll)
         if any(c.lower() == "flat" for c in configs):
             coll.drop_vector_index()
             measure("flat", None)
@@ -175,19 +195,34 @@ def run_search_bench(rows: int, dim: int, queries: int, k: int = 10, seed: int =
             build = round(time.perf_counter() - t0, 3)
             measure(kind, build, {"params": {kk: params.get(kk) for kk in
                                              ("partitions", "nprobes", "ef", "refine_factor")}})
-        # full-text and hybrid at the last configuration (the store's default comes last)
+        # full-text, hybrid and prefiltered search with the last index built, through the
+        # resident copy when it is measured (as the server runs them)
+        c = coll if resident else lance
+        if resident:
+            coll.load_resident()  # the index builds above moved the table's version
         texts = [f"topic{labels[j]} {words[w[j, 0]]}" for j in qi]
-        coll.search(None, k=k, query_text=texts[0], mode="fts")
+        c.search(None, k=k, query_text=texts[0], mode="fts")
         for mode in ("fts", "hybrid"):
-            times, _ = _timed(lambda i, m=mode: coll.search(q[i], k=k, query_text=texts[i], mode=m), queries)
+            times, _ = _timed(lambda i, m=mode: c.search(q[i], k=k, query_text=texts[i], mode=m), queries)
             p50, p95 = _pct(times)
             out.append(dict(base, config=mode, build_s=None, p50_ms=p50, p95_ms=p95, recall_at_10=None))
             say(f"{mode}: p50 {p50} ms, p95 {p95} ms")
-        # a prefiltered vector search (where on a scalar column)
-        times, _ = _timed(lambda i: coll.search(q[i], k=k, where="chunk < 4"), queries)
-        p50, p95 = _pct(times)
-        out.append(dict(base, config="vector+where", build_s=None, p50_ms=p50, p95_ms=p95,
-                        recall_at_10=None))
+        # a prefiltered vector search (where on a scalar column): recall against exact
+        # search over the rows that pass the filter
+        keep = np.flatnonzero(np.arange(rows) % 8 < 4)
+        sub_truth = keep[_exact_topk(x[keep], q, k)]
+        sub_ids = [set(ids[t]) for t in sub_truth]
+        for name, cc in (("vector+where", c), ("vector+where-lancedb", lance)):
+            if name.endswith("lancedb") and cc is c:
+                continue
+            cc.search(q[0], k=k, where="chunk < 4")
+            times, res = _timed(lambda i, cc=cc: cc.search(q[i], k=k, where="chunk < 4"), queries)
+            recall = float(np.mean([len(sub_ids[i] & {r.id for r in hits}) / k
+                                    for i, hits in enumerate(res)]))
+            p50, p95 = _pct(times)
+            out.append(dict(base, config=name, build_s=None, p50_ms=p50, p95_ms=p95,
+                            recall_at_10=round(recall, 4)))
+            say(f"{name}: p50 {p50} ms, p95 {p95} ms, recall@{k} {recall:.3f}")
         return out
     finally:
         if tmp is not None:

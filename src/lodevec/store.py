@@ -48,6 +48,8 @@ the vector and full-text rankings (ranks from 1; at most ``2/61``).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import gc
 import hashlib
 import json
@@ -55,8 +57,10 @@ import math
 import os
 import random
 import re
+import threading
 import time
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import timedelta
@@ -68,6 +72,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import errors
+from .resident import ResidentTier, Snapshot, snapshot_from_arrow
 
 __all__ = [
     "Database", "Collection", "SearchResult", "IndexPolicy", "DEFAULT_COLLECTION",
@@ -98,6 +103,18 @@ _CONFLICT_RE = re.compile(r"conflict|contention|concurrent|retryable|too many re
 _INT32_MAX = 2**31 - 1
 #: upserted rows between automatic ``maintain()`` checks
 _MAINTAIN_EVERY_ROWS = 1000
+#: largest resident snapshot by default (bytes): 100k x 768 takes ~0.4 GB
+DEFAULT_RESIDENT_BUDGET = 2 << 30
+#: an upsert at least this large checks which ids exist and appends the new rows with
+#: ``add`` (~2x faster than merge-insert); smaller ones merge-insert
+_APPEND_MIN_ROWS = 2000
+#: rows per record batch streamed to ``add`` (measured: 4-8k is ~2x faster than 16k+)
+_APPEND_CHUNK = 4096
+#: the id check reads the whole id column when the table has at most this many rows per
+#: upserted row (else the upsert merge-inserts)
+_ID_SCAN_RATIO = 50
+#: cached ``where`` filter results per collection (row slots at one version)
+_WHERE_CACHE = 32
 
 
 # ----------------------------------------------------------------------------- results
@@ -321,11 +338,20 @@ class Database:
             processes.  None -> 0 (check every read, ~0.1 ms) locally, 5 s on object stores.
         index_policy: vector index policy for the collections opened from here.
         auto_index: let upserts run :meth:`Collection.maintain` (every ~1000 rows written).
+        resident: keep each searched collection's vectors and rows in memory
+            (:mod:`lodevec.resident`) and answer vector searches from there: ~2 ms at
+            100k x 768 instead of LanceDB's 8 ms (index) or 150 ms (flat scan).  Loaded in
+            a background thread on the first search (LanceDB answers meanwhile) or by
+            :meth:`Collection.load_resident`.  Worth it for processes that search many
+            times (the server, an application); a one-shot CLI search turns it off.
+        resident_budget: bytes a collection's resident copy may take (estimated from its
+            row count as ``rows * (5 * dim + 200)``); larger collections use LanceDB only.
     """
 
     def __init__(self, uri: str | os.PathLike, *, storage_options: dict | None = None,
                  read_consistency_interval: timedelta | None = None,
-                 index_policy: IndexPolicy | None = None, auto_index: bool = True):
+                 index_policy: IndexPolicy | None = None, auto_index: bool = True,
+                 resident: bool = True, resident_budget: int = DEFAULT_RESIDENT_BUDGET):
         uri = os.fspath(uri)
         if not uri:
             raise errors.InputError("the database path is empty")
@@ -337,6 +363,8 @@ class Database:
         self.read_consistency_interval = read_consistency_interval
         self.index_policy = index_policy or IndexPolicy()
         self.auto_index = auto_index
+        self.resident = bool(resident)
+        self.resident_budget = int(resident_budget)
         self._conn = None
 
     def __repr__(self) -> str:
@@ -499,6 +527,54 @@ class Database:
             raise errors.StoreError(f"{self.uri}: cannot drop collection {name!r}: {e}") from e
 
 
+def _unchanged(_snap: Snapshot) -> None:
+    """The resident snapshot's update for a write that changes no rows."""
+
+
+class _WriteLock:
+    """Serialises the writes of lodevec processes to one collection (re-entrant).
+
+    LanceDB's optimistic commits keep the table consistent by themselves; the lock exists
+    for the check-then-append of bulk upserts (no other writer may insert an id between
+    the check and the append) and so that two processes never build the same index at
+    once.  An ``flock`` on ``<db>/.lodevec-locks/<name>.lock`` for local databases (it
+    is released if the process dies); object stores have no lock, and bulk upserts
+    there always merge-insert.
+    """
+
+    def __init__(self, path: Path | None):
+        self.path = path
+        self._mutex = threading.RLock()
+        self._depth = 0
+        self._fd: int | None = None
+
+    def __enter__(self) -> _WriteLock:
+        self._mutex.acquire()
+        if self._depth == 0 and self.path is not None:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as e:
+                self._mutex.release()
+                raise errors.StoreError(f"cannot open the write lock {self.path}: {e}") from e
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self._fd = fd
+        self._depth += 1
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._depth -= 1
+        if self._depth == 0 and self._fd is not None:
+            fd, self._fd = self._fd, None
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+        self._mutex.release()
+
+    @property
+    def held(self) -> bool:
+        return self._depth > 0
+
+
 # ----------------------------------------------------------------------------- collection
 class Collection:
     """One table: upserts, deletes, lookups, search and index maintenance.
@@ -534,6 +610,11 @@ class Collection:
         self._schema = pa.schema([table.schema.field(c) for c in COLUMNS])
         self._state: tuple[int, dict] | None = None
         self._unmaintained = 0
+        self._wlock = _WriteLock(Path(self.uri) / ".lodevec-locks" / f"{name}.lock"
+                                 if db.local else None)
+        self._tier = (ResidentTier(self._load_snapshot, self.version, db.resident_budget,
+                                   self._resident_estimate) if db.resident else None)
+        self._where_slots: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
 
     def __repr__(self) -> str:
         return f"Collection({self.uri!r}, {self.name!r}, dim={self.dim})"
@@ -596,6 +677,9 @@ class Collection:
         All records are validated before anything is written.  Rows are written with one
         merge-insert ("when matched update all, when not matched insert all") per
         ``batch_rows`` rows.  A repeated id within one call keeps its last record.
+        Large upserts to a local database first find which ids exist (from the resident
+        copy, or one read of the id column) and append the new rows with a single
+        ``add`` under the collection's write lock: ~2x the throughput of merge-insert.
 
         Args:
             records: dicts ``{"id", "text", "source", "chunk", "metadata" (dict | JSON str
@@ -619,20 +703,87 @@ class Collection:
         if n == 0:
             return out
         step = max(1, int(batch_rows))
-        for off in range(0, n, step):
-            batch = table.slice(off, step)
-            res = self._call("upsert", lambda b=batch: (
-                self._table.merge_insert("id").when_matched_update_all()
-                .when_not_matched_insert_all().execute(b)))
-            out["inserted"] += int(getattr(res, "num_inserted_rows", 0) or 0)
-            out["updated"] += int(getattr(res, "num_updated_rows", 0) or 0)
-            out["batches"] += 1
+        with self._wlock:
+            if n >= _APPEND_MIN_ROWS and self._wlock.path is not None:
+                table = self._append_new(table, out)
+            for off in range(0, table.num_rows, step):
+                batch = table.slice(off, step)
+                before = self.version()
+                res = self._call("upsert", lambda b=batch: (
+                    self._table.merge_insert("id").when_matched_update_all()
+                    .when_not_matched_insert_all().execute(b)))
+                self._advance(before, res, lambda snap, b=batch: snap.upsert(b))
+                out["inserted"] += int(getattr(res, "num_inserted_rows", 0) or 0)
+                out["updated"] += int(getattr(res, "num_updated_rows", 0) or 0)
+                out["batches"] += 1
         self._unmaintained += n
         # the index check lists indexes (its cost grows with the fragment count): run it per
         # ~1000 rows written, not per single-row upsert
         if self.auto_index and self._unmaintained >= _MAINTAIN_EVERY_ROWS:
             self.maintain()
         return out
+
+    def _append_new(self, table: pa.Table, out: dict) -> pa.Table:
+        """Append the rows whose ids are not stored with one ``add``; return the others
+        (to merge-insert).  Call with the write lock held: no lodevec writer can insert
+        one of these ids between the check and the append."""
+        n = table.num_rows
+        existing = self._existing_ids(table["id"], n)
+        if existing is None or len(existing) == n:
+            return table
+        if len(existing):  # (filtering copies every vector: only when needed)
+            is_new = pc.invert(pc.is_in(table["id"], value_set=existing))
+            new, rest = table.filter(is_new), table.filter(pc.invert(is_new))
+        else:
+            new, rest = table, table.slice(0, 0)
+        if new.num_rows:
+            before = self.version()
+            # streamed in small batches LanceDB encodes and writes 2-3x faster than one table
+            res = self._call("append", lambda: self._table.add(new.to_reader(max_chunksize=_APPEND_CHUNK)))
+            self._advance(before, res, lambda snap: snap.upsert(new))
+            out["inserted"] += new.num_rows
+            out["batches"] += 1
+        return rest
+
+    def _existing_ids(self, ids: pa.ChunkedArray, n: int) -> pa.Array | None:
+        """The stored ids among ``ids``, or None when finding them would cost more than
+        merge-inserting (a big table and a comparatively small upsert)."""
+        if self._tier is not None:
+            with self._tier.lock:
+                snap = self._tier.current(self.version(), start=False)
+                if snap is not None:
+                    return pa.array([i for i in ids.to_pylist() if i in snap.slot], pa.string())
+        rows = self.count()
+        if rows == 0:
+            return pa.array([], pa.string())
+        if rows > _ID_SCAN_RATIO * n:
+            return None
+        stored = self._scan(["id"])["id"]
+        return pc.filter(stored, pc.is_in(stored, value_set=ids)).combine_chunks()
+
+    def _advance(self, before: int, result: Any, apply: Callable[[Snapshot], None] | None,
+                 commits: int = 1) -> None:
+        """Tell the resident tier about a write of ours that started at version ``before``
+        (``result``: LanceDB's result carrying the new version, or None to read it)."""
+        if self._tier is None:
+            return
+        after = getattr(result, "version", None)
+        after = self.version() if after is None else int(after)
+        with self._tier.lock:
+            self._tier.advance(before, after, commits, apply)
+
+    @contextlib.contextmanager
+    def _preserving(self, commits: int | None):
+        """A write that changes no rows (index builds): the snapshot survives it when it
+        made exactly ``commits`` commits (None: unknown, so the snapshot is dropped)."""
+        with self._wlock:
+            before = self.version()
+            yield
+            if commits is None:
+                if self._tier is not None:
+                    self._tier.stale()
+            else:
+                self._advance(before, None, _unchanged, commits)
 
     def _validated_table(self, records, embeddings) -> pa.Table:
         if isinstance(records, pa.RecordBatch):
@@ -711,7 +862,10 @@ class Collection:
                     f"{self.name!r} (first id {ids[0] if ids else None!r})")
         else:
             try:  # one C-level pass when every vector is well-formed
-                mat = np.asarray(vecs, dtype=np.float32) if n else np.zeros((0, self.dim), np.float32)
+                if n and all(type(v) is np.ndarray for v in vecs):
+                    mat = np.stack(vecs).astype(np.float32, copy=False)  # 10x asarray's speed
+                else:
+                    mat = np.asarray(vecs, dtype=np.float32) if n else np.zeros((0, self.dim), np.float32)
             except (ValueError, TypeError):
                 mat = None
             if mat is None or mat.shape != (n, self.dim):
@@ -841,25 +995,35 @@ class Collection:
             ids = list(dict.fromkeys(str(i) for i in ids))
             if not ids:
                 return 0
-            filters = [_in_filter("id", c) for c in _chunks(ids, _IN_CHUNK)]
-            if where:
-                filters = [f"({f}) AND ({where})" for f in filters]
+            batches = [(_in_filter("id", c), c) for c in _chunks(ids, _IN_CHUNK)]
+            if where:  # which of the ids match is known only to LanceDB
+                batches = [(f"({f}) AND ({where})", None) for f, _ in batches]
         else:
-            filters = [where]
+            batches = [(where, None)]
         deleted = 0
-        for f in filters:
-            res = self._call("delete", lambda f=f: self._table.delete(f), query=where)
-            deleted += int(getattr(res, "num_deleted_rows", 0) or 0)
+        with self._wlock:
+            for f, known in batches:
+                deleted += self._delete_filter(f, known, query=where)
         return deleted
+
+    def _delete_filter(self, f: str, ids: Sequence[str] | None, query: str | None = None) -> int:
+        """One LanceDB delete; ``ids``: the ids it removes if known (else read first when
+        the resident copy is current, so it can follow)."""
+        before = self.version()
+        if ids is None and self._tier is not None and self._tier.snapshot is not None \
+                and self._tier.snapshot.version == before:
+            ids = self._scan(["id"], f)["id"].to_pylist()
+        res = self._call("delete", lambda: self._table.delete(f), query=query)
+        self._advance(before, res, None if ids is None else (lambda snap: snap.delete(ids)))
+        return int(getattr(res, "num_deleted_rows", 0) or 0)
 
     def delete_sources(self, sources: Iterable[str]) -> int:
         """Delete every chunk of the given sources (vanished or skipped files); returns rows deleted."""
         sources = list(dict.fromkeys(str(s) for s in sources))
         deleted = 0
-        for c in _chunks(sources, _IN_CHUNK):
-            f = _in_filter("source", c)
-            res = self._call("delete", lambda f=f: self._table.delete(f))
-            deleted += int(getattr(res, "num_deleted_rows", 0) or 0)
+        with self._wlock:
+            for c in _chunks(sources, _IN_CHUNK):
+                deleted += self._delete_filter(_in_filter("source", c), None)
         return deleted
 
     # -- reading
@@ -968,13 +1132,14 @@ class Collection:
         if mode in ("fts", "hybrid") and (not isinstance(query_text, str) or not query_text.strip()):
             raise errors.InputError(f"{mode} search needs query_text")
         if mode == "vector":
-            return [self._hit(r, 1.0 - float(r["_distance"])) for r in
-                    self._vector_rows(self._query_vector(vector), k, where)]
+            return [self._hit(r, score) for r, score in
+                    self._vector_hits(self._query_vector(vector), k, where)]
         if mode == "fts":
             return [self._hit(r, float(r["_score"])) for r in self._fts_rows(query_text, k, where)]
         q = self._query_vector(vector)
         n = max(2 * k, 20)  # candidates per ranking
-        ranked = [self._vector_rows(q, n, where), self._fts_rows(query_text, n, where)]
+        ranked = [[r for r, _ in self._vector_hits(q, n, where)],
+                  self._fts_rows(query_text, n, where)]
         fused: dict[str, list] = {}
         for rows in ranked:
             for rank, row in enumerate(rows, 1):
@@ -1000,6 +1165,49 @@ class Collection:
         if not np.isfinite(q).all() or not q.any():
             raise errors.InputError("the query vector contains NaN/inf or is all zeros")
         return q
+
+    def _vector_hits(self, q: np.ndarray, k: int, where: str | None) -> list[tuple[dict, float]]:
+        """(row, cosine similarity) pairs, best first: from the resident copy when it is at
+        the table's latest version, else from LanceDB."""
+        hits = self._resident_hits(q, k, where)
+        if hits is not None:
+            return hits
+        return [(r, 1.0 - float(r["_distance"])) for r in self._vector_rows(q, k, where)]
+
+    def _resident_hits(self, q: np.ndarray, k: int, where: str | None
+                       ) -> list[tuple[dict, float]] | None:
+        tier = self._tier
+        if tier is None:
+            return None
+        version = self.version()
+        with tier.lock:
+            snap = tier.current(version)
+            if snap is None:
+                return None
+            rows = None
+            if where:
+                rows = self._slots_where(snap, where)
+                if rows is None:
+                    return None
+            slots, scores = snap.search(q, k, rows)
+            return [(snap.row(int(s)), float(c)) for s, c in zip(slots, scores, strict=True)]
+
+    def _slots_where(self, snap: Snapshot, where: str) -> np.ndarray | None:
+        """Slots of the rows matching ``where`` at the snapshot's version (LanceDB evaluates
+        the SQL; the answer is cached per filter and version), None if the table moved."""
+        key = (where, snap.version)
+        rows = self._where_slots.get(key)
+        if rows is not None:
+            self._where_slots.move_to_end(key)
+            return rows
+        ids = self._scan(["id"], where)["id"].to_pylist()
+        if self.version() != snap.version:
+            return None
+        rows = snap.slots_of(ids)
+        self._where_slots[key] = rows
+        while len(self._where_slots) > _WHERE_CACHE:
+            self._where_slots.popitem(last=False)
+        return rows
 
     def _vector_rows(self, q: np.ndarray, k: int, where: str | None) -> list[dict]:
         params = self._indexes()["vector_params"]
@@ -1034,6 +1242,47 @@ class Collection:
         return SearchResult(id=row["id"], score=score, text=row["text"], source=row["source"] or "",
                             chunk=int(row["chunk"] or 0), metadata=_parse_metadata(row["metadata"]))
 
+    # -- resident copy
+    def _resident_estimate(self) -> int:
+        return self.count() * (5 * self.dim + 200)
+
+    def _load_snapshot(self) -> Snapshot:
+        """Read the whole collection at its latest version (pinned on a second handle, so
+        commits during the read cannot mix versions)."""
+        handle = self.db._open_table(self.name)
+        version = int(handle.version)
+        handle.checkout(version)
+        t = self._call("load resident copy", lambda: handle.search().select(
+            RESULT_COLUMNS + [VECTOR_COLUMN]).limit(None).to_arrow())
+        return snapshot_from_arrow(t, self.dim, version)
+
+    def load_resident(self, wait: bool = True) -> dict:
+        """Load the in-memory copy that serves vector searches (see ``Database(resident=)``).
+
+        Args:
+            wait: load now and return when done (else start a background load).
+
+        Returns:
+            :meth:`resident_info`.
+
+        Raises:
+            InputError: the database was opened with ``resident=False``.
+        """
+        if self._tier is None:
+            raise errors.InputError(f"{self.uri}: collection {self.name!r} was opened with resident=False")
+        if wait:
+            self._tier.wait()
+            self._tier.reload()
+        else:
+            self._tier.reload_async()
+        return self.resident_info()
+
+    def resident_info(self) -> dict:
+        """State of the in-memory copy: loaded, version, rows, bytes, budget, loads..."""
+        if self._tier is None:
+            return {"loaded": False, "enabled": False}
+        return dict(self._tier.info(), enabled=True)
+
     # -- indexes
     def _ensure_scalar_indexes(self) -> None:
         idx = self._indexes()["indexes"]
@@ -1049,22 +1298,25 @@ class Collection:
         from lancedb.index import BTree
 
         # merge-insert joins on id: ~5 ms single upserts at 100k rows instead of ~10
-        self._call("build id index", lambda: self._table.create_index(
-            "id", config=BTree(), replace=True, name=ID_INDEX))
+        with self._preserving(1):
+            self._call("build id index", lambda: self._table.create_index(
+                "id", config=BTree(), replace=True, name=ID_INDEX))
 
     def _build_source_index(self) -> None:
         from lancedb.index import BTree
 
         # the ingester looks up / deletes by source once per file
-        self._call("build source index", lambda: self._table.create_index(
-            "source", config=BTree(), replace=True, name=SOURCE_INDEX))
+        with self._preserving(1):
+            self._call("build source index", lambda: self._table.create_index(
+                "source", config=BTree(), replace=True, name=SOURCE_INDEX))
 
     def _build_fts(self) -> None:
         from lancedb.index import FTS
 
         # positions make quoted phrase queries work
-        self._call("build full-text index", lambda: self._table.create_index(
-            "text", config=FTS(with_position=True), replace=True, name=FTS_INDEX))
+        with self._preserving(1):
+            self._call("build full-text index", lambda: self._table.create_index(
+                "text", config=FTS(with_position=True), replace=True, name=FTS_INDEX))
 
     def build_vector_index(self, kind: str | None = None) -> dict:
         """(Re)build the vector index over all current rows now; returns its parameters.
@@ -1086,21 +1338,23 @@ class Collection:
             config = IvfPq(distance_type="cosine", num_partitions=p["partitions"],
                            num_sub_vectors=p["sub_vectors"])
         t0 = time.perf_counter()
-        with warnings.catch_warnings():  # "many duplicate vectors" k-means hints on tiny tables
-            warnings.simplefilter("ignore")
-            self._call("build vector index", lambda: self._table.create_index(
-                VECTOR_COLUMN, config=config, replace=True, name=VECTOR_INDEX))
-        p = dict(p, rows_at_build=rows, build_s=round(time.perf_counter() - t0, 3))
-        # the query parameters travel with the table (field metadata), for every process
-        self._call("record index parameters", lambda: self._table.update_field_metadata(
-            {"path": VECTOR_COLUMN, "metadata": {INDEX_PARAMS_KEY: json.dumps(p)}}))
+        with self._preserving(2):
+            with warnings.catch_warnings():  # "many duplicate vectors" k-means hints on tiny tables
+                warnings.simplefilter("ignore")
+                self._call("build vector index", lambda: self._table.create_index(
+                    VECTOR_COLUMN, config=config, replace=True, name=VECTOR_INDEX))
+            p = dict(p, rows_at_build=rows, build_s=round(time.perf_counter() - t0, 3))
+            # the query parameters travel with the table (field metadata), for every process
+            self._call("record index parameters", lambda: self._table.update_field_metadata(
+                {"path": VECTOR_COLUMN, "metadata": {INDEX_PARAMS_KEY: json.dumps(p)}}))
         self._state = None
         return p
 
     def drop_vector_index(self) -> None:
         """Remove the vector index (searches become exact flat scans)."""
         if VECTOR_INDEX in self._indexes()["indexes"]:
-            self._call("drop vector index", lambda: self._table.drop_index(VECTOR_INDEX))
+            with self._preserving(1):
+                self._call("drop vector index", lambda: self._table.drop_index(VECTOR_INDEX))
             self._state = None
 
     def maintain(self) -> dict:
@@ -1114,6 +1368,10 @@ class Collection:
         Returns:
             What was done, e.g. ``{"vector_index": "created", "id_index": "rebuilt"}``.
         """
+        with self._wlock:  # two processes never build the same index at once
+            return self._maintain()
+
+    def _maintain(self) -> dict:
         done: dict[str, str] = {}
         self._unmaintained = 0
         state = self._indexes()
@@ -1162,8 +1420,9 @@ class Collection:
         t0 = time.perf_counter()
         before = self._footprint()
         maintained = self.maintain()
-        with warnings.catch_warnings():  # LanceDB warns on cleanup_older_than=0; documented above
-            warnings.simplefilter("ignore")
+        # compaction renumbers rows in an unknown number of commits: the resident copy reloads
+        with self._preserving(None), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # LanceDB warns on cleanup_older_than=0; documented above
             self._call("optimize", lambda: self._table.optimize(
                 cleanup_older_than=cleanup_older_than, delete_unverified=delete_unverified))
         self._state = None
@@ -1210,7 +1469,7 @@ class Collection:
                 "indexed_rows": int(fts.num_indexed_rows or 0),
                 "unindexed_rows": int(fts.num_unindexed_rows or 0)},
             "version": self.version(), "versions": fp["versions"], "fragments": fp["fragments"],
-            "size_bytes": fp["bytes"],
+            "size_bytes": fp["bytes"], "resident": self.resident_info(),
         }
 
 
