@@ -160,7 +160,7 @@ def _open_collection(args, create: bool):
     from .hub import resolve_model
     from .store import Database
 
-    db = Database(args.db)
+    db = Database(args.db, resident=False)
     stored = None
     if not create or db.exists(args.collection):
         stored = db.open(args.collection).identity
@@ -271,7 +271,7 @@ def _display_source(source: str) -> str:
 def cmd_delete(args, out) -> int:
     from .store import Database
 
-    coll = Database(args.db).open(args.collection)
+    coll = Database(args.db, resident=False).open(args.collection)
     n = coll.delete(ids=args.ids)
     _print_json({"deleted": n}, out)
     return EXIT_OK
@@ -280,7 +280,7 @@ def cmd_delete(args, out) -> int:
 def cmd_stats(args, out) -> int:
     from .store import Database
 
-    stats = Database(args.db).open(args.collection).stats()
+    stats = Database(args.db, resident=False).open(args.collection).stats()
     if args.json:
         _print_json(stats, out)
     else:
@@ -292,7 +292,7 @@ def cmd_stats(args, out) -> int:
 def cmd_optimize(args, out) -> int:
     from .store import Database
 
-    res = Database(args.db).open(args.collection).optimize()
+    res = Database(args.db, resident=False).open(args.collection).optimize()
     _print_json(res if isinstance(res, dict) else {"optimized": True}, out)
     return EXIT_OK
 
@@ -304,8 +304,8 @@ def cmd_serve(args, out) -> int:
     from .store import Database
 
     model = args.model
-    if model is None and args.db and Database(args.db).exists(args.collection):
-        model = _recorded_model(Database(args.db).open(args.collection).identity)
+    if model is None and args.db and Database(args.db, resident=False).exists(args.collection):
+        model = _recorded_model(Database(args.db, resident=False).open(args.collection).identity)
     emb = Embedder.from_gguf(resolve_model(model), threads=args.threads)
     server.serve_from_args(emb, args.db, args)
     return EXIT_OK

@@ -329,6 +329,8 @@ class _Service:
         model mismatch is reported as the error it is, not as a failed ASGI lifespan."""
         self.collection = self._open_collection()
         self.dim = self.collection.dim
+        # searches are served from memory once this background load is done (LanceDB until then)
+        self.collection.load_resident(wait=False)
 
     def _open_collection(self):
         from .store import Database
@@ -643,9 +645,10 @@ class _Service:
         return _json({"status": "ok" if ok else self.phase}, 200 if ok else 503)
 
     async def info(self, request: Request) -> Response:
-        rows = None
+        rows = resident = None
         if self.collection is not None:
             rows = await run_in_threadpool(self.collection.count)
+            resident = self.collection.resident_info()
         enc = self.encoder
         return _json({
             "model": enc.model.path.name, "architecture": enc.config.architecture,
@@ -654,7 +657,8 @@ class _Service:
             "db": self.db_uri, "rows": rows, "version": __version__, "status": self.phase,
             "uptime_s": round(time.time() - self.started_at, 3),
             "limits": {**asdict(self.limits), "truncate": self.truncate_default},
-            "batcher": self.batcher.stats(), "cache": self.embedder.cache.stats()})
+            "batcher": self.batcher.stats(), "cache": self.embedder.cache.stats(),
+            "resident": resident})
 
     async def metrics_page(self, request: Request) -> Response:
         return Response(self.render_metrics(), 200,
