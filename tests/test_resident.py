@@ -177,6 +177,10 @@ def test_own_writes_keep_the_snapshot_current(pair):
     coll, lance = pair
     coll.load_resident()
     rng = np.random.default_rng(11)
+    # first write after loading: an update in place (the loaded vectors were read-only)
+    u = unit(rng, 1)[0]
+    coll.upsert([{"id": "doc7", "text": "first write", "embedding": u}])
+    assert coll.search(u, k=1)[0].text == "first write"
     # a single upsert (merge-insert): found at once, with its text
     v = unit(rng, 1)[0]
     coll.upsert([{"id": "fresh", "text": "brand new", "embedding": v}])
@@ -291,3 +295,15 @@ def test_two_processes_bulk_appending_overlapping_ids(tmp_path):
     for r in rows:
         i = int(r["id"][3:])
         assert r["text"].startswith("w0" if i < 1500 else ("w1" if i >= 3000 else ("w0", "w1")))
+
+
+def test_background_load_starts_at_the_second_search(tmp_path):
+    coll = Database(tmp_path / "db").create_or_open(identity=IDENT)
+    coll.upsert(records(50))
+    q = records(1)[0]["embedding"]
+    assert coll.search(q, k=1)[0].id == "doc0"  # LanceDB; a one-search script loads nothing
+    info = coll.resident_info()
+    assert not info["loaded"] and not info["loading"] and info["loads"] == 0
+    assert coll.search(q, k=1)[0].id == "doc0"
+    coll._tier.wait(30)
+    assert coll.resident_info()["loaded"] and coll.resident_info()["loads"] == 1

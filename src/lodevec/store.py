@@ -41,6 +41,24 @@ index on ``id`` keeps single upserts (merge-insert joins on ``id``) at ~5 ms, on
 (BM25) index on ``text`` serves full-text and hybrid search.  Rows written after an index
 was built are still found: LanceDB scans the unindexed part flat.
 
+**Resident copy.** A long-lived process (the server, an application; not the one-shot
+CLI) keeps each searched collection in memory (:mod:`lodevec.resident`): vector searches
+(plain, ``where``-filtered, and the vector half of hybrid) scan int8 codes and re-rank
+in float32, ~2.5 ms at 100k x 768 with recall@10 = 1.0, against LanceDB's ~7 ms through
+its index and ~150+ ms flat.  It is used only at the table's latest version: this
+process's own writes are applied to it; anything else (another process writing,
+``optimize``) makes searches fall back to LanceDB while it reloads in the background.
+``where`` filters are still evaluated by LanceDB (the matching ids are cached per filter
+and version).
+
+**Bulk upserts.** An upsert of >= 2000 rows to a local database takes the collection's
+write lock (``flock``), finds which ids are already stored (from the resident copy or
+one read of the id column), appends the new rows with one streamed ``add`` and
+merge-inserts the rest: ~60k rows/s with per-record vectors and ~100k with an
+``embeddings`` array at 100k x 768, against ~30k for merge-insert alone.  Every lodevec
+writer takes the lock, so no other lodevec process inserts an id between the check and
+the append; writers that bypass lodevec should stick to merge-insert.
+
 Scores: vector mode -> cosine similarity (``1 - cosine distance``, higher is better);
 fts mode -> BM25; hybrid mode -> reciprocal-rank-fusion score ``sum 1/(60 + rank)`` over
 the vector and full-text rankings (ranks from 1; at most ``2/61``).
@@ -113,6 +131,8 @@ _APPEND_CHUNK = 4096
 #: the id check reads the whole id column when the table has at most this many rows per
 #: upserted row (else the upsert merge-inserts)
 _ID_SCAN_RATIO = 50
+#: rows per batch of scalar-column scans
+_SCAN_BATCH = 65536
 #: cached ``where`` filter results per collection (row slots at one version)
 _WHERE_CACHE = 32
 
@@ -341,7 +361,7 @@ class Database:
         resident: keep each searched collection's vectors and rows in memory
             (:mod:`lodevec.resident`) and answer vector searches from there: ~2 ms at
             100k x 768 instead of LanceDB's 8 ms (index) or 150 ms (flat scan).  Loaded in
-            a background thread on the first search (LanceDB answers meanwhile) or by
+            a background thread from the second search on (LanceDB answers meanwhile) or by
             :meth:`Collection.load_resident`.  Worth it for processes that search many
             times (the server, an application); a one-shot CLI search turns it off.
         resident_budget: bytes a collection's resident copy may take (estimated from its
@@ -662,11 +682,15 @@ class Collection:
         return self._state[1]
 
     def _scan(self, columns: list[str], where: str | None = None) -> pa.Table:
+        # scalar columns in big batches: LanceDB's default small batches each cross a thread
+        # (measured 100k rows, 50k matching: 27 ms per filtered id scan against 4.5 ms)
+        batch = None if VECTOR_COLUMN in columns else _SCAN_BATCH
+
         def run():
             q = self._table.search().select(columns)
             if where:
                 q = q.where(where)
-            return q.limit(None).to_arrow()
+            return q.limit(None).to_batches(batch_size=batch).read_all()
         return self._call("scan", run, query=where)
 
     # -- writing
@@ -1200,10 +1224,10 @@ class Collection:
         if rows is not None:
             self._where_slots.move_to_end(key)
             return rows
-        ids = self._scan(["id"], where)["id"].to_pylist()
+        ids = self._scan(["id"], where)["id"]
         if self.version() != snap.version:
             return None
-        rows = snap.slots_of(ids)
+        rows = snap.slots_of_arrow(ids)
         self._where_slots[key] = rows
         while len(self._where_slots) > _WHERE_CACHE:
             self._where_slots.popitem(last=False)
