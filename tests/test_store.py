@@ -286,6 +286,24 @@ def test_optimize_reduces_versions(filled):
     assert st["versions"] == after and st["size_bytes"] > 0 and st["fts_index"]["unindexed_rows"] == 0
 
 
+def test_maintain_compacts_piled_up_fragments(tmp_path):
+    db = Database(tmp_path / "db", index_policy=IndexPolicy(compact_fragments=8))
+    coll = db.create_or_open(identity=IDENT)
+    recs = make_records(60)
+    for r in recs[:12]:  # one fragment per write
+        coll.upsert([r])
+    assert coll.stats()["fragments"] >= 12
+    done = coll.maintain()
+    assert done["compacted"].startswith(("12 ->", "13 ->")) and coll.stats()["fragments"] < 8
+    assert coll.count() == 12 and coll.search(recs[5]["embedding"], k=1)[0].id == "doc5"
+    # upserts run maintain every 32 writes by themselves: fragments never pile up
+    for r in recs[12:]:
+        coll.upsert([r])
+    # 48 writes: compacted at the 32nd, 16 more fragments since
+    assert coll.stats()["fragments"] <= 20 and coll.count() == 60
+    assert "compacted" in coll.maintain()  # still >= 8, so due again
+
+
 def test_automatic_vector_index(tmp_path):
     ident = dict(IDENT, dim=32)
     db = Database(tmp_path / "db", index_policy=IndexPolicy(threshold=5000))

@@ -262,9 +262,10 @@ class ResidentTier:
             return snap
         # a process that searches once (a script) never pays for a load: the first load
         # starts at the second search; reloads after a change start at once
-        if start and (self.loads or self._misses):
-            self.reload_async()
-        self._misses += 1
+        if start:
+            if self.loads or self._misses:
+                self.reload_async()
+            self._misses += 1
         return None
 
     # -- loading
