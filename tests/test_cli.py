@@ -115,6 +115,28 @@ def test_bench_json():
         assert r["tokens_per_s"] == pytest.approx(r["seq_len"] * r["batch"] / r["ms_per_batch"] * 1e3, rel=0.01)
 
 
+def test_bench_search_json(capsys):
+    code, out = run(["bench", "search", "--rows", "1500", "--dim", "32", "--queries", "20", "--json"])
+    assert code == 0
+    rows = {r["config"]: r for r in map(json.loads, out.splitlines())}
+    assert list(rows) == ["insert", "upsert_single", "resident", "exact", "flat", "IVF_HNSW_SQ",
+                          "fts", "hybrid", "vector+where", "vector+where-lancedb", "vector+new-where"]
+    assert rows["insert"]["insert_rows_per_s"] > 0 and rows["IVF_HNSW_SQ"]["build_s"] > 0
+    for name, r in rows.items():
+        assert r["rows"] == 1500 and r["dim"] == 32 and r["k"] == 10
+        assert {"config", "p50_ms", "p95_ms", "recall_at_10"} <= set(r)
+        if name != "insert":
+            assert 0 < r["p50_ms"] <= r["p95_ms"], r
+    # exact paths against the bench's own numpy top-k: every neighbour found
+    assert rows["exact"]["recall_at_10"] == rows["flat"]["recall_at_10"] == 1.0
+    assert rows["resident"]["recall_at_10"] >= 0.95 and rows["IVF_HNSW_SQ"]["recall_at_10"] >= 0.9
+    code, out = run(["bench", "search", "--rows", "300", "--dim", "8", "--queries", "5",
+                     "--configs", "exact", "--json"])
+    assert code == 0 and [json.loads(line)["config"] for line in out.splitlines()][2:4] == ["exact", "fts"]
+    code, _ = run(["bench", "search", "--configs", "hnsw"])
+    assert code == 2 and "unknown search bench config hnsw" in capsys.readouterr().err
+
+
 def test_console_script_runs():
     """The installed ``lodevec`` entry point (beside this interpreter) works."""
     from pathlib import Path

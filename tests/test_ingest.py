@@ -104,6 +104,8 @@ def test_seed_case_records(tmp_path, monkeypatch):
     assert ranking == seed["seed_ranking"]
     code, out = run(["search", "--db", db, "--json", "--hybrid", seed["seed"]["query"]])
     assert json.loads(out.splitlines()[0])["id"] == "doc3"
+    code, out = run(["search", "--db", db, "--json", "--exact", seed["seed"]["query"]])
+    assert code == 0 and [json.loads(line)["id"] for line in out.splitlines()] == seed["seed_ranking"]
 
 
 def test_records_validated_before_writing(tmp_path, minilm):

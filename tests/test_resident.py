@@ -131,6 +131,38 @@ def test_snapshot_search_equals_exact_and_follows_writes():
     assert candidate_count(10) >= 10
 
 
+@pytest.mark.parametrize("dead", [0, 3])
+def test_exact_snapshot_search_scores_every_row(dead):
+    import pyarrow as pa
+
+    rng = np.random.default_rng(4)
+    n = 2000
+    vecs = unit(rng, n)
+    ids = [f"r{i}" for i in range(n)]
+    snap = snapshot_from_arrow(pa.table({
+        "id": ids, "text": ids, "source": ["s"] * n, "chunk": list(range(n)), "metadata": ["{}"] * n,
+        "embedding": pa.FixedSizeListArray.from_arrays(pa.array(vecs.ravel()), DIM)}), DIM, 1)
+    alive = np.ones(n, bool)
+    if dead:
+        snap.delete(ids[:dead])
+        alive[:dead] = False
+    assert snap.dead == dead
+    live = np.flatnonzero(alive)
+    for q in unit(rng, 20):
+        truth = live[np.argsort(-(vecs[live] @ q), kind="stable")]
+        for k in (1, 10, n + 5):
+            slots, scores = snap.search(q, k, exact=True)
+            assert [snap.ids[s] for s in slots] == [ids[i] for i in truth[:k]]
+            np.testing.assert_allclose(scores, vecs[truth[:k]] @ q, atol=1e-6)
+        # restricted to a filter's slots (including a dead one): the same order among them
+        sub = snap.slots_of(ids[:50:3] + ids[1500:1510])
+        rows = np.concatenate([sub, [0]]) if dead else sub
+        slots, _ = snap.search(q, 7, rows=rows, exact=True)
+        allowed = [i for i in truth if ids[i] in set(ids[:50:3] + ids[1500:1510])]
+        assert [snap.ids[s] for s in slots] == [ids[i] for i in allowed[:7]]
+    assert snap.search(vecs[5], 3, rows=np.empty(0, np.int64), exact=True)[0].size == 0
+
+
 def test_empty_snapshot():
     snap = Snapshot(DIM, 0)
     slots, scores = snap.search(np.ones(DIM, np.float32), 10)
@@ -166,6 +198,10 @@ def test_resident_search_equals_lancedb(pair):
                   lance.search(q, k=7, where="chunk < 3 AND source != 'f2.txt'"))
         same_hits(coll.search(q, k=5, query_text="chunk 42", mode="hybrid"),
                   lance.search(q, k=5, query_text="chunk 42", mode="hybrid"))
+        # exact search: every row scored, from the snapshot and from LanceDB alike
+        same_hits(coll.search(q, k=10, exact=True), lance.search(q, k=10, exact=True))
+        same_hits(coll.search(q, k=10, exact=True, where="chunk < 5"),
+                  lance.search(q, k=10, exact=True, where="chunk < 5"))
     assert coll.search(unit(rng, 1)[0], k=5, where="chunk > 100") == []
     assert len(coll.search(unit(rng, 1)[0], k=1000)) == 500
     with pytest.raises(errors.QueryError):
@@ -186,6 +222,14 @@ def test_own_writes_keep_the_snapshot_current(pair):
     coll.upsert([{"id": "fresh", "text": "brand new", "embedding": v}])
     hit = coll.search(v, k=1)[0]
     assert (hit.id, hit.text) == ("fresh", "brand new") and hit.score == pytest.approx(1.0, abs=1e-6)
+    # the resident copy knows which ids are stored: a small upsert appends its new rows
+    # (one add) and merge-inserts only the stored ones
+    w = unit(rng, 2)
+    out = coll.upsert([{"id": "doc8", "text": "eight", "embedding": w[0]},
+                       {"id": "fresh2", "text": "new two", "embedding": w[1]}])
+    assert (out["inserted"], out["updated"], out["batches"]) == (1, 1, 2)
+    assert [coll.search(x, k=1)[0].text for x in w] == ["eight", "new two"]
+    assert coll.count() == lance.count() == 502
     # an update moves a row's vector
     coll.upsert([{"id": "doc3", "text": "moved", "embedding": -v}])
     assert coll.search(-v, k=1)[0].text == "moved"

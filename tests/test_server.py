@@ -332,6 +332,9 @@ def test_documents_search_delete_roundtrip(store_server, ref):
         assert [x["id"] for x in r.json()["results"]] == ["tea"]
         r = c.post("/search", json={"query": "tea degrees", "k": 2, "hybrid": True})
         assert r.status_code == 200 and len(r.json()["results"]) >= 1, r.text
+        exact = c.post("/search", json={"query": query, "k": 10, "exact": True}).json()["results"]
+        assert [(x["id"], round(x["score"], 5)) for x in exact] == [
+            (x["id"], round(x["score"], 5)) for x in by_id.values()]
 
         assert c.get("/documents/cat").json()["text"] == docs[0]["text"]
         r = c.delete("/documents/cat")
@@ -357,6 +360,7 @@ def test_documents_search_delete_roundtrip(store_server, ref):
     ("/search", {"query": ""}, 422, "invalid_value", "'query'"),
     ("/search", {"query": "x", "k": 0}, 422, "invalid_value", "'k' must be in 1..1000"),
     ("/search", {"query": "x", "where": 5}, 422, "invalid_value", "'where'"),
+    ("/search", {"query": "x", "exact": "yes"}, 422, "invalid_value", "'exact'"),
     ("/search", {"query": "x", "where": "no_such_column = 1"}, 422, "invalid_query", "filter"),
     ("/search", {"query": "x", "where": "source = = 'a'"}, 422, "invalid_query", "filter"),
 ])

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 
 from lodevec import errors
-from lodevec.store import RRF_K, Database, IndexPolicy, SearchResult
+from lodevec.store import RRF_K, Database, IndexPolicy, SearchResult, id_index_refresh_after
 
 DIM = 16
 IDENT = {"architecture": "nomic-bert", "model": "nomic-embed-text-v1.5.Q4_K_M.gguf",
@@ -302,6 +302,28 @@ def test_maintain_compacts_piled_up_fragments(tmp_path):
     # 48 writes: compacted at the 32nd, 16 more fragments since
     assert coll.stats()["fragments"] <= 20 and coll.count() == 60
     assert "compacted" in coll.maintain()  # still >= 8, so due again
+
+
+def test_id_index_follows_single_writes(tmp_path):
+    # every write leaves rows outside the id index that merge-inserts scan: the store
+    # rebuilds it after id_index_refresh_after(rows) writes (4 at this size)
+    db = Database(tmp_path / "db", resident=False)
+    coll = db.create_or_open(identity=IDENT)
+    recs = make_records(3000)
+    coll.upsert(recs)
+    assert id_index_refresh_after(3000) == 4 and id_index_refresh_after(100_000) == 19
+    assert coll.stats()["id_index"] == {"indexed_rows": 3000, "unindexed_rows": 0}
+    for i in range(3):
+        coll.upsert([dict(recs[i * 10], text=f"rev {i}")])
+    assert coll.stats()["id_index"]["unindexed_rows"] == 3
+    coll.upsert([dict(recs[99], text="rev 3")])
+    assert coll.stats()["id_index"] == {"indexed_rows": 3000, "unindexed_rows": 0}
+    assert coll.count() == 3000 and coll.get(["doc99"])[0]["text"] == "rev 3"
+    # no automatic index work when it is switched off
+    off = Database(tmp_path / "db", resident=False, auto_index=False).open(identity=IDENT)
+    for i in range(6):
+        off.upsert([dict(recs[i], text=f"off {i}")])
+    assert off.stats()["id_index"]["unindexed_rows"] == 6
 
 
 def test_automatic_vector_index(tmp_path):

@@ -40,6 +40,18 @@ def _positive(s: str) -> int:
     return v
 
 
+_SEARCH_CONFIGS = ("resident", "exact", "flat", "IVF_HNSW_SQ", "IVF_PQ")
+
+
+def _configs(s: str) -> list[str]:
+    names = [x.strip() for x in s.split(",") if x.strip()]
+    bad = [x for x in names if x.upper() not in {c.upper() for c in _SEARCH_CONFIGS}]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown search bench config {', '.join(bad) or repr(s)}; choose from {', '.join(_SEARCH_CONFIGS)}")
+    return names
+
+
 def _read_records(path: str | None, stdin, require_text: bool = True) -> Iterator[tuple[int, dict]]:
     """JSON Lines records ``{"id"?, "text", ...}``; blank lines are skipped."""
     name = path if path and path != "-" else "<stdin>"
@@ -128,9 +140,11 @@ def cmd_model_pull(args, out) -> int:
 
 def cmd_bench(args, out) -> int:
     if args.what == "search":
-        from .search_bench import run_search_bench
+        from .search_bench import DEFAULT_CONFIGS, run_search_bench
 
-        rows = run_search_bench(args.rows, args.dim, args.queries)
+        say = None if args.json else (lambda msg: print(f"... {msg}", file=sys.stderr, flush=True))
+        rows = run_search_bench(args.rows, args.dim, args.queries, configs=args.configs or DEFAULT_CONFIGS,
+                                progress=say)
         for row in rows:
             if args.json:
                 _print_json(row, out)
@@ -247,7 +261,8 @@ def cmd_search(args, out) -> int:
     coll, emb = _open_collection(args, create=False)
     q = emb.embed(args.query, task="search_query", dim=coll.dim if coll.dim != emb.dim else None)
     mode = "hybrid" if args.hybrid else "vector"
-    results = coll.search(q, k=args.k, where=args.where, query_text=args.query, mode=mode)
+    results = coll.search(q, k=args.k, where=args.where, query_text=args.query, mode=mode,
+                          exact=args.exact)
     for r in results:
         if args.json:
             _print_json({"id": r.id, "score": r.score, "text": r.text, "source": r.source,
@@ -359,6 +374,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--rows", type=_positive, default=100_000, help="(search) table rows")
     sp.add_argument("--dim", type=_positive, default=768, help="(search) vector dimension")
     sp.add_argument("--queries", type=_positive, default=200, help="(search) number of queries")
+    sp.add_argument("--configs", type=_configs, default=None,
+                    help=f"(search) comma-separated, from {','.join(_SEARCH_CONFIGS)} "
+                         "(default: all but IVF_PQ)")
     sp.add_argument("--json", action="store_true", help="JSON Lines output")
     sp.set_defaults(func=cmd_bench)
 
@@ -387,6 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("-k", type=_positive, default=10, help="number of results (default 10)")
     sp.add_argument("--where", help="SQL filter, e.g. \"source LIKE '%%.md'\"")
     sp.add_argument("--hybrid", action="store_true", help="fuse vector and full-text ranks (RRF)")
+    sp.add_argument("--exact", action="store_true",
+                    help="score every row (no vector index): exact top-k, slower on big tables")
     sp.add_argument("--json", action="store_true", help="JSON Lines output")
     sp.set_defaults(func=cmd_search)
 

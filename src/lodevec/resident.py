@@ -187,20 +187,24 @@ class Snapshot:
         return {"id": self.ids[s], "text": self.texts[s], "source": self.sources[s],
                 "chunk": self.chunks[s], "metadata": self.metas[s]}
 
-    def search(self, q: np.ndarray, k: int, rows: np.ndarray | None = None
-               ) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, q: np.ndarray, k: int, rows: np.ndarray | None = None,
+               exact: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` slots by cosine to ``q`` (any length > 0), and their exact cosines.
 
         Args:
             q: float32 (dim,) query.
             k: results wanted.
             rows: restrict the search to these slots (a filter's matches), or None.
+            exact: score every row in float32 (a guaranteed exact top-k, ~3x slower)
+                instead of re-ranking the int8 scan's best candidates.
 
         Returns:
             ``(slots, scores)``, best first; fewer than ``k`` when fewer rows qualify.
         """
         q = np.ascontiguousarray(q, dtype=np.float32)
         q = q / np.float32(np.linalg.norm(q))
+        if exact:
+            return self._exact_search(q, k, rows)
         qc, qsum, _ = kernels.quantize_query(q)
         alive = self._alive
         if rows is None:
@@ -226,6 +230,27 @@ class Snapshot:
         exact = self._vecs[cand] @ q
         top = np.argsort(-exact, kind="stable")[:k]
         return cand[top], exact[top]
+
+    def _exact_search(self, q: np.ndarray, k: int, rows: np.ndarray | None
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        # one float32 matrix-vector product over every slot, then the filter picks its
+        # slots out of the scores (gathering the filter's vectors first is ~4x slower)
+        scores = self._vecs[:self.n] @ q
+        if rows is not None:
+            pool = rows[self._alive[rows]]
+        elif self.dead:
+            pool = np.flatnonzero(self._alive[:self.n])
+        else:
+            pool = None
+        if pool is not None:
+            scores = scores[pool]
+        if scores.size == 0:
+            return np.empty(0, np.int64), np.empty(0, np.float32)
+        c = min(k, scores.size)
+        top = np.argpartition(-scores, c - 1)[:c] if c < scores.size else np.arange(c)
+        top = top[np.argsort(-scores[top], kind="stable")]
+        slots = top if pool is None else pool[top]
+        return slots.astype(np.int64, copy=False), scores[top]
 
 
 class ResidentTier:

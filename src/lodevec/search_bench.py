@@ -6,8 +6,10 @@ takes, each against exact top-k computed here with numpy:
 
 * ``resident``: the in-memory int8 scan + float32 re-rank (:mod:`lodevec.resident`),
   what a long-lived process (the server, an application) searches;
-* ``flat``: LanceDB's exact scan (no vector index, no resident copy: what a one-shot
-  CLI search of a table below the index threshold does);
+* ``exact``: the resident copy scored in full in float32 (``search(exact=True)``): the
+  store's flat search, a guaranteed exact top-k;
+* ``flat``: LanceDB's own exact scan (no vector index, no resident copy: what a one-shot
+  CLI search of a table below the index threshold does), the peer for ``exact``;
 * each vector index kind (LanceDB, no resident copy);
 * full-text, hybrid and a prefiltered vector search, as a long-lived process runs them.
 
@@ -26,9 +28,10 @@ import numpy as np
 
 __all__ = ["run_search_bench", "make_clustered", "DEFAULT_CONFIGS"]
 
-#: the resident tier, LanceDB's flat scan and the index kind the store builds by default;
-#: add "IVF_PQ" to compare
-DEFAULT_CONFIGS: tuple[str, ...] = ("resident", "flat", "IVF_HNSW_SQ")
+#: the resident tier (int8 and exact), LanceDB's flat scan and the index kind the store
+#: builds by default; add "IVF_PQ" to compare
+DEFAULT_CONFIGS: tuple[str, ...] = ("resident", "exact", "flat", "IVF_HNSW_SQ")
+_CONFIGS = {"RESIDENT", "EXACT", "FLAT", "IVF_HNSW_SQ", "IVF_PQ"}
 _WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india",
           "juliet", "kilo", "lima", "mike", "november", "oscar", "papa")
 
@@ -97,7 +100,8 @@ def run_search_bench(rows: int, dim: int, queries: int, k: int = 10, seed: int =
         seed: RNG seed (data and queries).
         db_path: database folder; None -> a temporary folder, removed afterwards.  An
             existing folder gets a fresh collection named ``bench``.
-        configs: "resident", "flat" and/or vector index kinds ("IVF_HNSW_SQ", "IVF_PQ").
+        configs: "resident", "exact", "flat" and/or vector index kinds ("IVF_HNSW_SQ",
+            "IVF_PQ").
             Then full-text, hybrid and prefiltered vector search are timed (through the
             resident copy when "resident" is among the configs).
         clusters: Gaussian clusters in the data.
@@ -114,6 +118,9 @@ def run_search_bench(rows: int, dim: int, queries: int, k: int = 10, seed: int =
     say = progress or (lambda _msg: None)
     if rows < 1 or dim < 1 or queries < 1 or k < 1:
         raise ValueError("rows, dim, queries and k must be positive")
+    unknown = [c for c in configs if c.upper() not in _CONFIGS]
+    if unknown:
+        raise ValueError(f"unknown configs {unknown}; choose from {sorted(_CONFIGS)}")
     k = min(k, rows)
     tmp = None
     if db_path is None:
@@ -167,9 +174,10 @@ def run_search_bench(rows: int, dim: int, queries: int, k: int = 10, seed: int =
         ids = np.asarray([f"doc{i}" for i in range(rows)])
         truth_ids = [set(ids[t]) for t in truth]
 
-        def measure(config: str, build_s: float | None, extra: dict | None = None, c=lance) -> None:
-            c.search(q[0], k=k)  # warm caches / open index files
-            times, res = _timed(lambda i: c.search(q[i], k=k), queries)
+        def measure(config: str, build_s: float | None, extra: dict | None = None, c=lance,
+                    exact: bool = False) -> None:
+            c.search(q[0], k=k, exact=exact)  # warm caches / open index files
+            times, res = _timed(lambda i: c.search(q[i], k=k, exact=exact), queries)
             recall = float(np.mean([len(truth_ids[i] & {r.id for r in hits}) / k
                                     for i, hits in enumerate(res)]))
             p50, p95 = _pct(times)
@@ -177,14 +185,18 @@ def run_search_bench(rows: int, dim: int, queries: int, k: int = 10, seed: int =
                             recall_at_10=round(recall, 4), **(extra or {})))
             say(f"{config}: p50 {p50} ms, p95 {p95} ms, recall@{k} {recall:.3f}")
 
-        kinds = [c for c in configs if c.lower() not in ("flat", "resident")]
-        resident = any(c.lower() == "resident" for c in configs)
+        wanted = {c.lower() for c in configs}
+        kinds = [c for c in configs if c.lower() not in ("flat", "resident", "exact")]
+        resident = bool(wanted & {"resident", "exact"})
         if resident:
             say("loading the resident copy")
             t0 = time.perf_counter()
             info = coll.load_resident()
             build = round(time.perf_counter() - t0, 3)
-            measure("resident", build, {"resident_mb": round(info["bytes"] / 2**20, 1)}, c=coll)
+            for name in ("resident", "exact"):
+                if name in wanted:
+                    measure(name, build, {"resident_mb": round(info["bytes"] / 2**20, 1)},
+                            c=coll, exact=name == "exact")
         if any(c.lower() == "flat" for c in configs):
             coll.drop_vector_index()
             measure("flat", None)

@@ -7,7 +7,7 @@ collection of a LanceDB database; ``serve`` runs it with uvicorn.  Routes:
   ``dimensions``, ``encoding_format``), plus ``task`` (nomic prefix, default
   ``search_document``) and ``truncate``.  Existing OpenAI / LangChain clients work
   unchanged.  Truncated inputs are listed in the ``x-lodevec-truncated`` header.
-- ``POST /search``: ``{query, k, where, hybrid}`` over the collection.
+- ``POST /search``: ``{query, k, where, hybrid, exact}`` over the collection.
 - ``POST /documents``, ``GET /documents/{id}``, ``DELETE /documents/{id}``.
 - ``GET /health``, ``GET /info``, ``GET /metrics`` (Prometheus text format).
 
@@ -556,12 +556,14 @@ class _Service:
             raise ValidationFailed("'where' must be a filter expression string, e.g. "
                                    "\"source = 'api'\"", "where")
         hybrid = self._bool(body, "hybrid", False)
+        exact = self._bool(body, "exact", False)
         coll = self._require_collection()
         res = await self.embed([query], "search_query", coll.dim, truncate=True, what="query")
         mode = "hybrid" if hybrid else "vector"
         try:
             results = await run_in_threadpool(
-                lambda: coll.search(res.embeddings[0], k=k, where=where, query_text=query, mode=mode))
+                lambda: coll.search(res.embeddings[0], k=k, where=where, query_text=query,
+                                    mode=mode, exact=exact))
         except errors.QueryError as exc:
             exc.param = "where" if where is not None else "query"
             raise

@@ -184,7 +184,9 @@ class IndexPolicy:
             reach this fraction of the indexed ones (and at least ``threshold``): geometric
             growth keeps the total rebuild cost of a growing table linear.
         scalar_rebuild_rows: the id/source/FTS indexes are rebuilt once this many rows are
-            unindexed (cheap: ~20 ms / ~20 ms / 0.6 s at 100k rows).
+            unindexed, or ``rebuild_fraction`` of the indexed ones if fewer (cheap: ~40 ms
+            / ~40 ms / 0.6 s at 100k rows).  Small writes also rebuild the id index after
+            :func:`id_index_refresh_after` of them.
         compact_fragments: ``maintain()`` compacts the table (LanceDB ``optimize``: merge
             files, fold new rows into the indexes, prune versions older than 5 minutes) once
             it has this many fragments.  Every write adds one, and a merge-insert costs
@@ -233,6 +235,19 @@ class IndexPolicy:
 
 
 # ----------------------------------------------------------------------------- helpers
+def id_index_refresh_after(rows: int) -> int:
+    """Writes after which the id index is rebuilt.
+
+    Each write leaves a fragment outside the id index that every later merge-insert or
+    delete scans (~0.19 ms each at 100k x 768: 7 ms with the index current, 28 ms after
+    111 writes), while rebuilding the index costs ~0.37 us per row (37 ms at 100k).
+    Rebuilding after ``w`` writes, when the scans paid so far (~0.19 * w**2 / 2 ms)
+    match the rebuild, keeps the total within twice the best schedule:
+    ``w = sqrt(rows / 256)`` (20 at 100k rows, 63 at 1M), at least 4.
+    """
+    return max(4, math.isqrt(max(0, int(rows)) // 256))
+
+
 def effective_dim(identity: Mapping) -> int | None:
     """The stored vector length an identity implies: ``matryoshka_dim`` if set, else ``dim``."""
     for key in ("matryoshka_dim", "dim"):
@@ -639,6 +654,10 @@ class Collection:
         self._state: tuple[int, dict] | None = None
         self._unmaintained = 0
         self._writes_unmaintained = 0
+        # own writes since the id index was built, and the row count as last seen: they
+        # decide when the id index is refreshed
+        self._id_index_lag = 0
+        self._rows_hint: int | None = None
         self._wlock = _WriteLock(Path(self.uri) / ".lodevec-locks" / f"{name}.lock"
                                  if db.local else None)
         self._tier = (ResidentTier(self._load_snapshot, self.version, db.resident_budget,
@@ -737,8 +756,8 @@ class Collection:
             return out
         step = max(1, int(batch_rows))
         with self._wlock:
-            if n >= _APPEND_MIN_ROWS and self._wlock.path is not None:
-                table = self._append_new(table, out)
+            if self._wlock.path is not None:
+                table = self._append_new(table, out, scan=n >= _APPEND_MIN_ROWS)
             for off in range(0, table.num_rows, step):
                 batch = table.slice(off, step)
                 before = self._version_if_resident()
@@ -751,19 +770,30 @@ class Collection:
                 out["batches"] += 1
         self._unmaintained += n
         self._writes_unmaintained += 1
+        self._id_index_lag += out["batches"]
+        if self._rows_hint is not None:
+            self._rows_hint += out["inserted"]
         # the index check lists indexes (its cost grows with the fragment count): run it per
         # ~1000 rows written, not per single-row upsert
-        if self.auto_index and (self._unmaintained >= _MAINTAIN_EVERY_ROWS
-                                or self._writes_unmaintained >= _MAINTAIN_EVERY_WRITES):
-            self.maintain()
+        if self.auto_index:
+            if (self._unmaintained >= _MAINTAIN_EVERY_ROWS
+                    or self._writes_unmaintained >= _MAINTAIN_EVERY_WRITES):
+                self.maintain()
+            elif self._id_index_lag >= 4:
+                if self._rows_hint is None:
+                    self._rows_hint = self.count()
+                if self._id_index_lag >= id_index_refresh_after(self._rows_hint):
+                    with self._wlock:
+                        self._build_id_index()
         return out
 
-    def _append_new(self, table: pa.Table, out: dict) -> pa.Table:
+    def _append_new(self, table: pa.Table, out: dict, scan: bool) -> pa.Table:
         """Append the rows whose ids are not stored with one ``add``; return the others
         (to merge-insert).  Call with the write lock held: no lodevec writer can insert
-        one of these ids between the check and the append."""
+        one of these ids between the check and the append.  ``scan``: read the id column
+        when no current resident copy knows the ids (worth it for large upserts only)."""
         n = table.num_rows
-        existing = self._existing_ids(table["id"], n)
+        existing = self._existing_ids(table["id"], n, scan)
         if existing is None or len(existing) == n:
             return table
         if len(existing):  # (filtering copies every vector: only when needed)
@@ -780,14 +810,16 @@ class Collection:
             out["batches"] += 1
         return rest
 
-    def _existing_ids(self, ids: pa.ChunkedArray, n: int) -> pa.Array | None:
+    def _existing_ids(self, ids: pa.ChunkedArray, n: int, scan: bool) -> pa.Array | None:
         """The stored ids among ``ids``, or None when finding them would cost more than
         merge-inserting (a big table and a comparatively small upsert)."""
-        if self._tier is not None:
+        if self._tier is not None and self._tier.snapshot is not None:
             with self._tier.lock:
                 snap = self._tier.current(self.version(), start=False)
                 if snap is not None:
                     return pa.array([i for i in ids.to_pylist() if i in snap.slot], pa.string())
+        if not scan:
+            return None
         rows = self.count()
         if rows == 0:
             return pa.array([], pa.string())
@@ -1145,7 +1177,7 @@ class Collection:
     # -- search
     def search(self, vector: Sequence[float] | np.ndarray | None, k: int = 10,
                where: str | None = None, query_text: str | None = None,
-               mode: str = "vector") -> list[SearchResult]:
+               mode: str = "vector", exact: bool = False) -> list[SearchResult]:
         """The ``k`` best records for a query.
 
         Args:
@@ -1157,6 +1189,9 @@ class Collection:
             mode: "vector" (cosine; score = cosine similarity), "fts" (BM25 score on
                 ``text``) or "hybrid" (both rankings fused by reciprocal rank fusion,
                 k=60; score = sum of 1/(60 + rank)).
+            exact: rank by cosine over every row (no index, no int8 pre-selection): a
+                guaranteed exact top-k at the cost of a full scan (~10 ms per 100k x 768
+                rows from the resident copy, ~170 ms from LanceDB).
 
         Returns:
             SearchResults, best first.
@@ -1174,12 +1209,12 @@ class Collection:
             raise errors.InputError(f"{mode} search needs query_text")
         if mode == "vector":
             return [self._hit(r, score) for r, score in
-                    self._vector_hits(self._query_vector(vector), k, where)]
+                    self._vector_hits(self._query_vector(vector), k, where, exact)]
         if mode == "fts":
             return [self._hit(r, float(r["_score"])) for r in self._fts_rows(query_text, k, where)]
         q = self._query_vector(vector)
         n = max(2 * k, 20)  # candidates per ranking
-        ranked = [[r for r, _ in self._vector_hits(q, n, where)],
+        ranked = [[r for r, _ in self._vector_hits(q, n, where, exact)],
                   self._fts_rows(query_text, n, where)]
         fused: dict[str, list] = {}
         for rows in ranked:
@@ -1207,15 +1242,16 @@ class Collection:
             raise errors.InputError("the query vector contains NaN/inf or is all zeros")
         return q
 
-    def _vector_hits(self, q: np.ndarray, k: int, where: str | None) -> list[tuple[dict, float]]:
+    def _vector_hits(self, q: np.ndarray, k: int, where: str | None, exact: bool = False
+                     ) -> list[tuple[dict, float]]:
         """(row, cosine similarity) pairs, best first: from the resident copy when it is at
         the table's latest version, else from LanceDB."""
-        hits = self._resident_hits(q, k, where)
+        hits = self._resident_hits(q, k, where, exact)
         if hits is not None:
             return hits
-        return [(r, 1.0 - float(r["_distance"])) for r in self._vector_rows(q, k, where)]
+        return [(r, 1.0 - float(r["_distance"])) for r in self._vector_rows(q, k, where, exact)]
 
-    def _resident_hits(self, q: np.ndarray, k: int, where: str | None
+    def _resident_hits(self, q: np.ndarray, k: int, where: str | None, exact: bool
                        ) -> list[tuple[dict, float]] | None:
         tier = self._tier
         if tier is None:
@@ -1230,7 +1266,7 @@ class Collection:
                 rows = self._slots_where(snap, where)
                 if rows is None:
                     return None
-            slots, scores = snap.search(q, k, rows)
+            slots, scores = snap.search(q, k, rows, exact)
             return [(snap.row(int(s)), float(c)) for s, c in zip(slots, scores, strict=True)]
 
     def _slots_where(self, snap: Snapshot, where: str) -> np.ndarray | None:
@@ -1250,12 +1286,14 @@ class Collection:
             self._where_slots.popitem(last=False)
         return rows
 
-    def _vector_rows(self, q: np.ndarray, k: int, where: str | None) -> list[dict]:
+    def _vector_rows(self, q: np.ndarray, k: int, where: str | None, exact: bool) -> list[dict]:
         params = self._indexes()["vector_params"]
 
         def run():
             b = self._table.search(q, vector_column_name=VECTOR_COLUMN).distance_type("cosine")
-            if params is not None:
+            if exact:
+                b = b.bypass_vector_index()
+            elif params is not None:
                 b = b.nprobes(int(params["nprobes"]))
                 rf = params.get("refine_factor")
                 if rf:
@@ -1338,10 +1376,12 @@ class Collection:
     def _build_id_index(self) -> None:
         from lancedb.index import BTree
 
-        # merge-insert joins on id: ~5 ms single upserts at 100k rows instead of ~10
+        # merge-insert and delete join on id through this index; rows written since it was
+        # built are scanned instead (see id_index_refresh_after)
         with self._preserving(1):
             self._call("build id index", lambda: self._table.create_index(
                 "id", config=BTree(), replace=True, name=ID_INDEX))
+        self._id_index_lag = 0
 
     def _build_source_index(self) -> None:
         from lancedb.index import BTree
@@ -1403,8 +1443,8 @@ class Collection:
 
         * no vector index and ``rows >= threshold`` -> build it;
         * unindexed rows >= max(threshold, rebuild_fraction * indexed) -> rebuild it;
-        * id / source / FTS index missing, or >= ``scalar_rebuild_rows`` unindexed -> rebuild
-          (cheap);
+        * id / source / FTS index missing, or ``min(scalar_rebuild_rows, rebuild_fraction *
+          indexed)`` rows unindexed -> rebuild (cheap);
         * ``compact_fragments`` fragments or more -> compact (see :class:`IndexPolicy`).
 
         Returns:
@@ -1419,7 +1459,7 @@ class Collection:
         self._unmaintained = self._writes_unmaintained = 0
         state = self._indexes()
         idx = state["indexes"]
-        rows = self.count()
+        rows = self._rows_hint = self.count()
         threshold = self.policy.threshold_for(self.dim)
         vec = idx.get(VECTOR_INDEX)
         if vec is None:
@@ -1433,7 +1473,9 @@ class Collection:
                 done["vector_index"] = "rebuilt"
         for name, build in self._scalar_builders():
             cfg = idx.get(name)
-            if cfg is None or (cfg.num_unindexed_rows or 0) >= self.policy.scalar_rebuild_rows:
+            if cfg is None or (cfg.num_unindexed_rows or 0) >= min(
+                    self.policy.scalar_rebuild_rows,
+                    max(1, self.policy.rebuild_fraction * (cfg.num_indexed_rows or 0))):
                 build()
                 done[name] = "created" if cfg is None else "rebuilt"
         if compact:
@@ -1517,14 +1559,14 @@ class Collection:
                          unindexed_rows=int(vec.num_unindexed_rows or 0))
             params = state["vector_params"] or {}
             index.update({k: params.get(k) for k in ("partitions", "nprobes", "ef", "refine_factor")})
-        fts = idx.get(FTS_INDEX)
+        def coverage(cfg) -> dict | None:
+            return None if cfg is None else {"indexed_rows": int(cfg.num_indexed_rows or 0),
+                                              "unindexed_rows": int(cfg.num_unindexed_rows or 0)}
         return {
             "collection": self.name, "uri": self.uri, "rows": rows,
             "sources": len(self.sources()), "dim": self.dim, "model": self.identity.get("model"),
             "identity": self.identity, "index": index,
-            "fts_index": None if fts is None else {
-                "indexed_rows": int(fts.num_indexed_rows or 0),
-                "unindexed_rows": int(fts.num_unindexed_rows or 0)},
+            "fts_index": coverage(idx.get(FTS_INDEX)), "id_index": coverage(idx.get(ID_INDEX)),
             "version": self.version(), "versions": fp["versions"], "fragments": fp["fragments"],
             "size_bytes": fp["bytes"], "resident": self.resident_info(),
         }
