@@ -41,11 +41,12 @@ def _queries(x: np.ndarray) -> np.ndarray:
 class StoreSearch:
     """Single-query latency of each search path on an indexed 20k x 768 table: LanceDB
     alone (vector = its IVF_HNSW_SQ index, flat = its exact scan), and through the
-    resident copy (resident, resident_where, resident_hybrid), as the server searches."""
+    resident copy (resident, resident_exact = its float32 full scan, resident_where,
+    resident_hybrid), as the server searches."""
 
     timeout = 900
     params = (["vector", "vector_where", "flat", "fts", "hybrid",
-               "resident", "resident_where", "resident_hybrid"],)
+               "resident", "resident_exact", "resident_where", "resident_hybrid"],)
     param_names = ["path"]
 
     def setup_cache(self):
@@ -68,8 +69,8 @@ class StoreSearch:
         self.coll = db.open("flat" if path == "flat" else "search")
         if resident:
             self.coll.load_resident()
-            path = {"resident": "vector", "resident_where": "vector_where",
-                    "resident_hybrid": "hybrid"}[path]
+            path = {"resident": "vector", "resident_exact": "exact",
+                    "resident_where": "vector_where", "resident_hybrid": "hybrid"}[path]
         self.q = _queries(make_clustered(ROWS, DIM)[0])
         self.texts = [f"topic{i % 256}" for i in range(QUERIES)]
         self.path = path
@@ -77,8 +78,8 @@ class StoreSearch:
 
     def _run(self, i):
         q, p = self.q[i % QUERIES], self.path
-        if p in ("vector", "flat"):
-            return self.coll.search(q, k=K)
+        if p in ("vector", "flat", "exact"):
+            return self.coll.search(q, k=K, exact=p == "exact")
         if p == "vector_where":
             return self.coll.search(q, k=K, where="chunk < 4")
         return self.coll.search(q, k=K, query_text=self.texts[i % QUERIES], mode=p)
@@ -87,7 +88,7 @@ class StoreSearch:
         self._run(3)
 
     def track_recall_at_10(self, cache, path):
-        if path not in ("vector", "flat", "resident"):
+        if path not in ("vector", "flat", "resident", "resident_exact"):
             return float("nan")
         hits = [{int(r.id[3:]) for r in self._run(i)} for i in range(QUERIES)]
         return float(np.mean([len(h & set(self.truth[i])) / K for i, h in enumerate(hits)]))
