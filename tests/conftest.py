@@ -64,3 +64,18 @@ def run_cli(argv, stdin: str = "", monkeypatch=None) -> tuple[int, str]:
     if monkeypatch is not None:
         monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
     return main(argv, out=out), out.getvalue()
+
+
+def run_together(target, argsets, timeout: float = 120) -> None:
+    """Run ``target(*args, barrier)`` in one spawned process per argument tuple; the
+    barrier lets them start their work at the same moment.  Fails unless all exit 0."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(len(argsets))
+    procs = [ctx.Process(target=target, args=(*args, barrier)) for args in argsets]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout)
+    assert [p.exitcode for p in procs] == [0] * len(procs)

@@ -3,12 +3,12 @@ at the table's version (own writes applied, anything else reloaded), against Lan
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import threading
 
 import numpy as np
 import pytest
 
+from conftest import run_together
 from lodevec import errors, kernels
 from lodevec.resident import Snapshot, candidate_count, snapshot_from_arrow
 from lodevec.store import Database
@@ -323,15 +323,7 @@ def _bulk_writer(path: str, worker: int, barrier) -> None:
 
 def test_two_processes_bulk_appending_overlapping_ids(tmp_path):
     Database(tmp_path / "db").create_or_open(identity=IDENT)
-    ctx = mp.get_context("spawn")
-    barrier = ctx.Barrier(2)
-    procs = [ctx.Process(target=_bulk_writer, args=(str(tmp_path / "db"), w, barrier))
-             for w in range(2)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(120)
-    assert [p.exitcode for p in procs] == [0, 0]
+    run_together(_bulk_writer, [(str(tmp_path / "db"), w) for w in range(2)])
     coll = Database(tmp_path / "db", resident=False).open(identity=IDENT)
     rows = coll.table.search().select(["id", "text"]).limit(None).to_arrow().to_pylist()
     ids = [r["id"] for r in rows]

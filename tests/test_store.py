@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import os
 from datetime import timedelta
 
@@ -11,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from conftest import run_together
 from lodevec import errors
 from lodevec.store import RRF_K, Database, IndexPolicy, SearchResult, id_index_refresh_after
 
@@ -363,16 +363,8 @@ def _writer(path: str, worker: int, rounds: int, barrier) -> None:
 
 
 def test_two_processes_upserting(coll, tmp_path):
-    ctx = mp.get_context("spawn")
-    barrier = ctx.Barrier(2)
     rounds = 6
-    procs = [ctx.Process(target=_writer, args=(str(tmp_path / "db"), w, rounds, barrier))
-             for w in range(2)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(120)
-    assert [p.exitcode for p in procs] == [0, 0]
+    run_together(_writer, [(str(tmp_path / "db"), w, rounds) for w in range(2)])
     rows = coll.table.search().select(["id", "text", "source"]).limit(None).to_arrow().to_pylist()
     ids = [r["id"] for r in rows]
     assert len(ids) == len(set(ids)) == rounds * 20 + 2 * rounds * 20  # no duplicate ids
