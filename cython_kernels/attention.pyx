@@ -190,11 +190,12 @@ cdef void _attend(const AttnJob *j, Scratch *w, Py_ssize_t item) noexcept nogil:
 
 
 cdef Py_ssize_t _row_stride(const float[:, :] a, str name) except -1:
-    if a.shape[0] > 0 and a.strides[1] != sizeof(float):
+    cdef Py_ssize_t f = sizeof(float)  # signed, like strides and shapes
+    if a.shape[0] > 0 and a.strides[1] != f:
         raise ValueError(f"{name}: columns must be contiguous")
-    if a.strides[0] % sizeof(float) or (a.shape[0] > 1 and a.strides[0] < a.shape[1] * sizeof(float)):
+    if a.strides[0] % f or (a.shape[0] > 1 and a.strides[0] < a.shape[1] * f):
         raise ValueError(f"{name}: rows overlap or are misaligned")
-    return a.strides[0] // sizeof(float)
+    return a.strides[0] // f
 
 
 @cython.boundscheck(False)

@@ -150,6 +150,7 @@ def _args(N=10, H=16):
     (lambda a: {**a, "v": a["v"].astype(np.float64)}, "v: expected a 2-D float32"),
     (lambda a: {**a, "q": a["q"][:, ::2]}, "q: columns must be contiguous"),
     (lambda a: {**a, "q": np.asfortranarray(a["q"])}, "columns must be contiguous"),
+    (lambda a: {**a, "v": a["v"][::-1]}, "v: columns must be contiguous and rows non-overlapping"),
     (lambda a: {**a, "cos": np.zeros((10, 4), np.float32)}, "together"),
     (lambda a: {**a, "cos": np.zeros((10, 3), np.float32),
                 "sin": np.zeros((10, 3), np.float32)}, "cos has shape"),
