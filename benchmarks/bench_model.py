@@ -62,16 +62,37 @@ class Forward:
     track_tokens_per_s.unit = "tokens/s"
 
 
-class Cache:
-    """A cache hit against computing the embedding of a ~16-token query."""
+_QUERY = "what is the fastest way to search my notes offline?"
+_warm: dict[str, Embedder] = {}
 
-    def setup(self):
-        self.emb = Embedder(_encoder(2), cache_size=1000)
-        self.text = "what is the fastest way to search my notes offline?"
-        self.emb.embed(self.text, task="search_query")
+
+def _warm_embedder() -> Embedder:
+    """An embedder whose cache holds ``_QUERY``, built on first use.  Not in a ``setup``:
+    asv re-runs setup hooks before every individually timed call, so a microsecond hit
+    would be timed on caches the setup's model forward has just evicted (33 us against
+    3.8 us measured in a loop)."""
+    if "emb" not in _warm:
+        emb = Embedder(_encoder(2), cache_size=1000)
+        emb.embed(_QUERY, task="search_query")
+        _warm["emb"] = emb
+    return _warm["emb"]
+
+
+class Cache:
+    """A cache hit of a ~16-token query (2000 hits per sample; the first, which builds
+    the embedder, falls in asv's warm-up)."""
+
+    number = 2000
 
     def time_cache_hit(self):
-        self.emb.embed(self.text, task="search_query")
+        _warm_embedder().embed(_QUERY, task="search_query")
+
+
+class CacheMiss:
+    """Computing the same query's embedding (what a hit saves)."""
+
+    def setup(self):
+        self.encoder = _encoder(2)
 
     def time_compute(self):
-        self.emb.encoder.embed(self.text, task="search_query")
+        self.encoder.embed(_QUERY, task="search_query")
