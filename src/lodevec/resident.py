@@ -51,6 +51,17 @@ def _unit_rows(mat: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(mat / norms[:, None].astype(np.float32), dtype=np.float32)
 
 
+def _columns(table: pa.Table, dim: int) -> tuple[np.ndarray, list, list, list, list]:
+    """The store's Arrow rows as (vectors (n, dim), texts, sources, chunks, metadata),
+    with the store's defaults for missing values."""
+    n = table.num_rows
+    mat = table["embedding"].combine_chunks().flatten().to_numpy(zero_copy_only=False)
+    return (mat.reshape(n, dim), table["text"].to_pylist(),
+            [s or "" for s in table["source"].to_pylist()],
+            [int(c or 0) for c in table["chunk"].to_pylist()],
+            [m or "{}" for m in table["metadata"].to_pylist()])
+
+
 class Snapshot:
     """A collection's rows at one table ``version``: unit vectors, their u8 codes, payload.
 
@@ -108,14 +119,9 @@ class Snapshot:
         if m == 0:
             return
         ids = table["id"].to_pylist()
-        mat = table["embedding"].combine_chunks().flatten().to_numpy(
-            zero_copy_only=False).reshape(m, self.dim)
+        mat, texts, sources, chunks, metas = _columns(table, self.dim)
         unit = _unit_rows(mat)
         codes, scales = kernels.quantize_codes(unit)
-        texts = table["text"].to_pylist()
-        sources = [s or "" for s in table["source"].to_pylist()]
-        chunks = [int(c or 0) for c in table["chunk"].to_pylist()]
-        metas = [x or "{}" for x in table["metadata"].to_pylist()]
         self._reserve(m)
         self._ids_arrow = None
         slots = np.empty(m, np.int64)
@@ -227,9 +233,9 @@ class Snapshot:
             cand = pool[cand]
         elif self.dead:
             cand = cand[alive[cand]]
-        exact = self._vecs[cand] @ q
-        top = np.argsort(-exact, kind="stable")[:k]
-        return cand[top], exact[top]
+        scores = self._vecs[cand] @ q
+        top = np.argsort(-scores, kind="stable")[:k]
+        return cand[top], scores[top]
 
     def _exact_search(self, q: np.ndarray, k: int, rows: np.ndarray | None
                       ) -> tuple[np.ndarray, np.ndarray]:
@@ -377,13 +383,9 @@ def snapshot_from_arrow(table: pa.Table, dim: int, version: int) -> Snapshot:
             snap.upsert(table.slice(off, 65536))
         return snap
     # one pass per column, no per-row Python work beyond the lists themselves
-    mat = table["embedding"].combine_chunks().flatten().to_numpy(zero_copy_only=False)
-    snap._vecs = _unit_rows(mat.reshape(n, snap.dim))
+    mat, snap.texts, snap.sources, snap.chunks, snap.metas = _columns(table, snap.dim)
+    snap._vecs = _unit_rows(mat)
     snap._codes, snap._scales = kernels.quantize_codes(snap._vecs)
     snap._alive = np.ones(n, bool)
     snap.ids, snap.slot, snap.n = ids, slot, n
-    snap.texts = table["text"].to_pylist()
-    snap.sources = [x or "" for x in table["source"].to_pylist()]
-    snap.chunks = [int(c or 0) for c in table["chunk"].to_pylist()]
-    snap.metas = [x or "{}" for x in table["metadata"].to_pylist()]
     return snap
