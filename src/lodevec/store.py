@@ -779,13 +779,17 @@ class Collection:
             if (self._unmaintained >= _MAINTAIN_EVERY_ROWS
                     or self._writes_unmaintained >= _MAINTAIN_EVERY_WRITES):
                 self.maintain()
-            elif self._id_index_lag >= 4:
-                if self._rows_hint is None:
-                    self._rows_hint = self.count()
-                if self._id_index_lag >= id_index_refresh_after(self._rows_hint):
-                    with self._wlock:
-                        self._build_id_index()
+            elif self._id_index_due():
+                self._build_id_index()
         return out
+
+    def _id_index_due(self) -> bool:
+        """Whether our writes since the id index was built call for rebuilding it."""
+        if self._id_index_lag < id_index_refresh_after(0):  # below the minimum: no count
+            return False
+        if self._rows_hint is None:
+            self._rows_hint = self.count()
+        return self._id_index_lag >= id_index_refresh_after(self._rows_hint)
 
     def _append_new(self, table: pa.Table, out: dict, scan: bool) -> pa.Table:
         """Append the rows whose ids are not stored with one ``add``; return the others
@@ -813,7 +817,7 @@ class Collection:
     def _existing_ids(self, ids: pa.ChunkedArray, n: int, scan: bool) -> pa.Array | None:
         """The stored ids among ``ids``, or None when finding them would cost more than
         merge-inserting (a big table and a comparatively small upsert)."""
-        if self._tier is not None and self._tier.snapshot is not None:
+        if self._snapshot_loaded():
             with self._tier.lock:
                 snap = self._tier.current(self.version(), start=False)
                 if snap is not None:
@@ -828,11 +832,14 @@ class Collection:
         stored = self._scan(["id"])["id"]
         return pc.filter(stored, pc.is_in(stored, value_set=ids)).combine_chunks()
 
+    def _snapshot_loaded(self) -> bool:
+        """A resident snapshot exists (current or not: callers compare versions)."""
+        return self._tier is not None and self._tier.snapshot is not None
+
     def _version_if_resident(self) -> int:
         """The version before a write, read only when a snapshot could follow the write
         (saves a version check per small upsert); -1 makes any snapshot go stale."""
-        tier = self._tier
-        return self.version() if tier is not None and tier.snapshot is not None else -1
+        return self.version() if self._snapshot_loaded() else -1
 
     def _advance(self, before: int, result: Any, apply: Callable[[Snapshot], None] | None,
                  commits: int = 1) -> None:
@@ -1083,11 +1090,12 @@ class Collection:
         """One LanceDB delete; ``ids``: the ids it removes if known (else read first when
         the resident copy is current, so it can follow)."""
         before = self.version()
-        if ids is None and self._tier is not None and self._tier.snapshot is not None \
-                and self._tier.snapshot.version == before:
+        # the snapshot read once: the background loader may replace it meanwhile
+        snap = self._tier.snapshot if self._tier is not None else None
+        if ids is None and snap is not None and snap.version == before:
             ids = self._scan(["id"], f)["id"].to_pylist()
         res = self._call("delete", lambda: self._table.delete(f), query=query)
-        self._advance(before, res, None if ids is None else (lambda snap: snap.delete(ids)))
+        self._advance(before, res, None if ids is None else (lambda s: s.delete(ids)))
         return int(getattr(res, "num_deleted_rows", 0) or 0)
 
     def delete_sources(self, sources: Iterable[str]) -> int:
