@@ -15,6 +15,7 @@ from pathlib import Path
 
 from . import errors
 from .constants import TASKS
+from .search_bench import CONFIGS  # (numpy only, already loaded by .constants)
 
 EXIT_OK, EXIT_FAIL, EXIT_INPUT = 0, 1, 2
 
@@ -40,15 +41,12 @@ def _positive(s: str) -> int:
     return v
 
 
-_SEARCH_CONFIGS = ("resident", "exact", "flat", "IVF_HNSW_SQ", "IVF_PQ")
-
-
 def _configs(s: str) -> list[str]:
     names = [x.strip() for x in s.split(",") if x.strip()]
-    bad = [x for x in names if x.upper() not in {c.upper() for c in _SEARCH_CONFIGS}]
+    bad = [x for x in names if x.upper() not in {c.upper() for c in CONFIGS}]
     if bad or not names:
         raise argparse.ArgumentTypeError(
-            f"unknown search bench config {', '.join(bad) or repr(s)}; choose from {', '.join(_SEARCH_CONFIGS)}")
+            f"unknown search bench config {', '.join(bad) or repr(s)}; choose from {', '.join(CONFIGS)}")
     return names
 
 
@@ -319,8 +317,9 @@ def cmd_serve(args, out) -> int:
     from .store import Database
 
     model = args.model
-    if model is None and args.db and Database(args.db, resident=False).exists(args.collection):
-        model = _recorded_model(Database(args.db, resident=False).open(args.collection).identity)
+    db = Database(args.db, resident=False) if args.db else None
+    if model is None and db is not None and db.exists(args.collection):
+        model = _recorded_model(db.open(args.collection).identity)
     emb = Embedder.from_gguf(resolve_model(model), threads=args.threads)
     server.serve_from_args(emb, args.db, args)
     return EXIT_OK
@@ -375,7 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--dim", type=_positive, default=768, help="(search) vector dimension")
     sp.add_argument("--queries", type=_positive, default=200, help="(search) number of queries")
     sp.add_argument("--configs", type=_configs, default=None,
-                    help=f"(search) comma-separated, from {','.join(_SEARCH_CONFIGS)} "
+                    help=f"(search) comma-separated, from {','.join(CONFIGS)} "
                          "(default: all but IVF_PQ)")
     sp.add_argument("--json", action="store_true", help="JSON Lines output")
     sp.set_defaults(func=cmd_bench)

@@ -26,12 +26,14 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-__all__ = ["run_search_bench", "make_clustered", "DEFAULT_CONFIGS"]
+__all__ = ["run_search_bench", "make_clustered", "CONFIGS", "DEFAULT_CONFIGS"]
 
+#: every search path the bench can measure (names are case-insensitive)
+CONFIGS: tuple[str, ...] = ("resident", "exact", "flat", "IVF_HNSW_SQ", "IVF_PQ")
 #: the resident tier (int8 and exact), LanceDB's flat scan and the index kind the store
 #: builds by default; add "IVF_PQ" to compare
 DEFAULT_CONFIGS: tuple[str, ...] = ("resident", "exact", "flat", "IVF_HNSW_SQ")
-_CONFIGS = {"RESIDENT", "EXACT", "FLAT", "IVF_HNSW_SQ", "IVF_PQ"}
+_CONFIGS = {c.upper() for c in CONFIGS}
 _WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india",
           "juliet", "kilo", "lima", "mike", "november", "oscar", "papa")
 
@@ -120,7 +122,7 @@ def run_search_bench(rows: int, dim: int, queries: int, k: int = 10, seed: int =
         raise ValueError("rows, dim, queries and k must be positive")
     unknown = [c for c in configs if c.upper() not in _CONFIGS]
     if unknown:
-        raise ValueError(f"unknown configs {unknown}; choose from {sorted(_CONFIGS)}")
+        raise ValueError(f"unknown configs {unknown}; choose from {', '.join(CONFIGS)}")
     k = min(k, rows)
     tmp = None
     if db_path is None:
@@ -161,32 +163,44 @@ def run_search_bench(rows: int, dim: int, queries: int, k: int = 10, seed: int =
                         recall_at_10=None, insert_rows_per_s=round(rows / dt, 1)))
         del records
 
+        def record(config: str, fn: Callable[[int], object], warm: Callable[[], object] | None,
+                   n: int = queries, truth: list[set] | None = None, build_s: float | None = None,
+                   extra: dict | None = None) -> None:
+            """Time ``fn(i)`` for ``i < n`` after the untimed ``warm()`` (caches, index
+            files); append a result row, with recall@k when ``truth`` (ids per query)."""
+            if warm is not None:
+                warm()
+            times, res = _timed(fn, n)
+            p50, p95 = _pct(times)
+            recall = None
+            if truth is not None:
+                recall = float(np.mean([len(truth[i] & {r.id for r in hits}) / k
+                                        for i, hits in enumerate(res)]))
+            out.append(dict(base, config=config, build_s=build_s, p50_ms=p50, p95_ms=p95,
+                            recall_at_10=None if recall is None else round(recall, 4),
+                            **(extra or {})))
+            say(f"{config}: p50 {p50} ms, p95 {p95} ms"
+                + ("" if recall is None else f", recall@{k} {recall:.3f}"))
+
         say(f"{single_upserts} single upserts")
+
         def one(i: int) -> None:
             j = int(qi[i % queries])
             coll.upsert([{"id": f"doc{j}", "text": f"updated chunk {j}", "source": f"file{j // 8}.txt",
                           "chunk": j % 8, "metadata": {"rev": i}, "embedding": x[j]}])
-        times, _ = _timed(one, single_upserts)
-        p50, p95 = _pct(times)
-        out.append(dict(base, config="upsert_single", build_s=None, p50_ms=p50, p95_ms=p95,
-                        recall_at_10=None))
+        record("upsert_single", one, None, n=single_upserts)
 
         ids = np.asarray([f"doc{i}" for i in range(rows)])
         truth_ids = [set(ids[t]) for t in truth]
 
         def measure(config: str, build_s: float | None, extra: dict | None = None, c=lance,
                     exact: bool = False) -> None:
-            c.search(q[0], k=k, exact=exact)  # warm caches / open index files
-            times, res = _timed(lambda i: c.search(q[i], k=k, exact=exact), queries)
-            recall = float(np.mean([len(truth_ids[i] & {r.id for r in hits}) / k
-                                    for i, hits in enumerate(res)]))
-            p50, p95 = _pct(times)
-            out.append(dict(base, config=config, build_s=build_s, p50_ms=p50, p95_ms=p95,
-                            recall_at_10=round(recall, 4), **(extra or {})))
-            say(f"{config}: p50 {p50} ms, p95 {p95} ms, recall@{k} {recall:.3f}")
+            def fn(i):
+                return c.search(q[i], k=k, exact=exact)
+            record(config, fn, lambda: fn(0), truth=truth_ids, build_s=build_s, extra=extra)
 
-        wanted = {c.lower() for c in configs}
-        kinds = [c for c in configs if c.lower() not in ("flat", "resident", "exact")]
+        wanted = {name.lower() for name in configs}
+        kinds = [name for name in configs if name.lower() not in ("flat", "resident", "exact")]
         resident = bool(wanted & {"resident", "exact"})
         if resident:
             say("loading the resident copy")
@@ -197,7 +211,7 @@ def run_search_bench(rows: int, dim: int, queries: int, k: int = 10, seed: int =
                 if name in wanted:
                     measure(name, build, {"resident_mb": round(info["bytes"] / 2**20, 1)},
                             c=coll, exact=name == "exact")
-        if any(c.lower() == "flat" for c in configs):
+        if "flat" in wanted:
             coll.drop_vector_index()
             measure("flat", None)
         for kind in kinds:
@@ -213,37 +227,22 @@ def run_search_bench(rows: int, dim: int, queries: int, k: int = 10, seed: int =
         if resident:
             coll.load_resident()  # the index builds above moved the table's version
         texts = [f"topic{labels[j]} {words[w[j, 0]]}" for j in qi]
-        c.search(None, k=k, query_text=texts[0], mode="fts")
-        for mode in ("fts", "hybrid"):
-            times, _ = _timed(lambda i, m=mode: c.search(q[i], k=k, query_text=texts[i], mode=m), queries)
-            p50, p95 = _pct(times)
-            out.append(dict(base, config=mode, build_s=None, p50_ms=p50, p95_ms=p95, recall_at_10=None))
-            say(f"{mode}: p50 {p50} ms, p95 {p95} ms")
+        record("fts", lambda i: c.search(q[i], k=k, query_text=texts[i], mode="fts"),
+               lambda: c.search(None, k=k, query_text=texts[0], mode="fts"))
+        record("hybrid", lambda i: c.search(q[i], k=k, query_text=texts[i], mode="hybrid"), None)
         # a prefiltered vector search (where on a scalar column): recall against exact
-        # search over the rows that pass the filter
+        # search over the rows that pass the filter; LanceDB's own prefilter beside it
         keep = np.flatnonzero(np.arange(rows) % 8 < 4)
-        sub_truth = keep[_exact_topk(x[keep], q, k)]
-        sub_ids = [set(ids[t]) for t in sub_truth]
-        for name, cc in (("vector+where", c), ("vector+where-lancedb", lance)):
-            if name.endswith("lancedb") and cc is c:
-                continue
-            cc.search(q[0], k=k, where="chunk < 4")
-            times, res = _timed(lambda i, cc=cc: cc.search(q[i], k=k, where="chunk < 4"), queries)
-            recall = float(np.mean([len(sub_ids[i] & {r.id for r in hits}) / k
-                                    for i, hits in enumerate(res)]))
-            p50, p95 = _pct(times)
-            out.append(dict(base, config=name, build_s=None, p50_ms=p50, p95_ms=p95,
-                            recall_at_10=round(recall, 4)))
-            say(f"{name}: p50 {p50} ms, p95 {p95} ms, recall@{k} {recall:.3f}")
+        sub_ids = [set(ids[t]) for t in keep[_exact_topk(x[keep], q, k)]]
+        where_paths = [("vector+where", c)] + ([("vector+where-lancedb", lance)] if resident else [])
+        for name, cc in where_paths:
+            record(name, lambda i, cc=cc: cc.search(q[i], k=k, where="chunk < 4"),
+                   lambda cc=cc: cc.search(q[0], k=k, where="chunk < 4"), truth=sub_ids)
         # a different filter every query: nothing cached (LanceDB evaluates each filter)
         if resident:
             fresh = [f"chunk < 4 AND source != 'file{i}.txt'" for i in range(queries + 1)]
-            coll.search(q[0], k=k, where=fresh[-1])
-            times, _ = _timed(lambda i: coll.search(q[i], k=k, where=fresh[i]), queries)
-            p50, p95 = _pct(times)
-            out.append(dict(base, config="vector+new-where", build_s=None, p50_ms=p50,
-                            p95_ms=p95, recall_at_10=None))
-            say(f"vector+new-where: p50 {p50} ms, p95 {p95} ms")
+            record("vector+new-where", lambda i: coll.search(q[i], k=k, where=fresh[i]),
+                   lambda: coll.search(q[0], k=k, where=fresh[-1]))
         return out
     finally:
         if tmp is not None:
