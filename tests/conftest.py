@@ -42,6 +42,12 @@ def minilm_golden() -> dict:
     return load_golden(MINILM / "golden.json")
 
 
+def unit_vectors(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
+    """``n`` random float32 unit vectors of length ``dim``."""
+    x = rng.standard_normal((n, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
 def cosine(a, b) -> float:
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))

@@ -8,7 +8,7 @@ import threading
 import numpy as np
 import pytest
 
-from conftest import run_together
+from conftest import run_together, unit_vectors
 from lodevec import errors, kernels
 from lodevec.resident import Snapshot, candidate_count, snapshot_from_arrow
 from lodevec.store import Database
@@ -17,9 +17,8 @@ DIM = 24
 IDENT = {"architecture": "nomic-bert", "model": "m.gguf", "digest": "b" * 64, "dim": DIM}
 
 
-def unit(rng, n, dim=DIM):
-    x = rng.standard_normal((n, dim)).astype(np.float32)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
+def unit(rng: np.random.Generator, n: int, dim: int = DIM) -> np.ndarray:
+    return unit_vectors(rng, n, dim)
 
 
 def records(n, start=0, seed=0, dim=DIM, tag="v1"):

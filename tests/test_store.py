@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from conftest import run_together
+from conftest import run_together, unit_vectors
 from lodevec import errors
 from lodevec.store import RRF_K, Database, IndexPolicy, SearchResult, id_index_refresh_after
 
@@ -22,8 +22,7 @@ WORDS = ["apple", "banana", "cherry", "damson", "elder", "fig", "grape", "hazel"
 
 
 def unit(rng: np.random.Generator, n: int, dim: int = DIM) -> np.ndarray:
-    x = rng.standard_normal((n, dim)).astype(np.float32)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
+    return unit_vectors(rng, n, dim)
 
 
 def make_records(n: int, start: int = 0, seed: int = 0, dim: int = DIM) -> list[dict]:
