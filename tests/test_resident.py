@@ -75,8 +75,9 @@ def test_scan_validates_before_running():
         kernels.scan_codes(qc.astype(np.int16), qsum, codes, scales)
     with pytest.raises(ValueError, match="rows must be"):
         kernels.scan_codes(qc, qsum, codes, scales, rows=np.array([0], np.int32))
-    with pytest.raises(ValueError, match="zero"):
-        kernels.quantize_query(np.zeros(16, np.float32))
+    for bad in (np.zeros(16, np.float32), np.zeros(0, np.float32), np.array([np.nan, 1], np.float32)):
+        with pytest.raises(ValueError, match="zero or not finite"):
+            kernels.quantize_query(bad)
     # a zero row quantizes to scale 0 (scores 0), never NaN
     c, s = kernels.quantize_codes(np.zeros((2, 16), np.float32))
     assert s.tolist() == [0.0, 0.0] and (c == 128).all()

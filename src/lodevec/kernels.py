@@ -630,20 +630,22 @@ def quantize_codes(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """
     _f32("quantize_codes: x", x, 2)
     codes = np.empty(x.shape, dtype=np.uint8)
-    scales = np.empty(x.shape[0], dtype=np.float32)
+    scales = np.zeros(x.shape[0], dtype=np.float32)  # (rows of length 0 keep scale 0)
     _vscan.quantize_rows(x, codes, scales, _num_threads)
     return codes, scales
 
 
 def quantize_query(q: np.ndarray) -> tuple[np.ndarray, int, float]:
-    """int8 codes of a query vector: ``(codes, sum of codes, scale)``."""
+    """int8 codes of a query vector: ``(codes, sum of codes, scale)``, rounded exactly as
+    :func:`quantize_codes` rounds stored rows (it computes them)."""
     _f32("quantize_query: q", q, 1)
-    amax = float(np.abs(q).max()) if q.size else 0.0
-    if not amax > 0.0 or not np.isfinite(amax):
+    if q.size == 0 or not np.isfinite(q).all():
         raise ValueError("quantize_query: the query is zero or not finite")
-    scale = amax / 127.0
-    codes = np.clip(np.rint(q / scale), -127, 127).astype(np.int8)
-    return codes, int(codes.sum(dtype=np.int64)), scale
+    codes, scales = quantize_codes(q[None, :])
+    if not scales[0] > 0.0:
+        raise ValueError("quantize_query: the query is zero or not finite")
+    qc = (codes[0].astype(np.int16) - 128).astype(np.int8)
+    return qc, int(qc.sum(dtype=np.int64)), float(scales[0])
 
 
 def scan_codes(q_codes: np.ndarray, q_sum: int, codes: np.ndarray, scales: np.ndarray,
