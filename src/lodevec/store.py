@@ -711,7 +711,8 @@ class Collection:
 
     def _scan(self, columns: list[str], where: str | None = None) -> pa.Table:
         # scalar columns in big batches: LanceDB's default small batches each cross a thread
-        # (measured 100k rows, 50k matching: 27 ms per filtered id scan against 4.5 ms)
+        # (measured 100k rows, 50k matching, 52 fragments: 32 ms per filtered id scan
+        # against 15.5 ms)
         batch = None if VECTOR_COLUMN in columns else _SCAN_BATCH
 
         def run():
