@@ -17,7 +17,7 @@ import os
 import platform
 import sys
 
-from setuptools import Extension, setup
+from setuptools import Extension, find_packages, setup
 
 try:
     from Cython.Build import cythonize
@@ -73,7 +73,7 @@ extensions = [
 
 setup(
     package_dir={"": "src", "lodevec.models": "models"},
-    packages=["lodevec", "lodevec._kernels", "lodevec.models"],
+    packages=find_packages("src") + ["lodevec.models"],
     package_data={"lodevec.models": ["*.json"], "lodevec._kernels": ["*.pxd"]},
     ext_modules=cythonize(
         extensions,

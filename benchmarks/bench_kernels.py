@@ -19,8 +19,8 @@ except ImportError:  # not installed: use the in-place build (python setup.py bu
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from lodevec import kernels  # noqa: E402
-from lodevec.constants import BLOCK_SIZE, TYPE_SIZE, GGMLQuantizationType  # noqa: E402
-from lodevec.tensors import QuantTensor  # noqa: E402
+from lodevec.gguf.constants import BLOCK_SIZE, TYPE_SIZE, GGMLQuantizationType  # noqa: E402
+from lodevec.gguf.tensors import QuantTensor  # noqa: E402
 
 T = GGMLQuantizationType
 # byte offsets of the f16 scale fields in a block (kept finite in synthetic data)

@@ -18,8 +18,8 @@ try:
 except ImportError:  # not installed: use the in-place build
     sys.path.insert(0, str(ROOT / "src"))
 
-from lodevec.bench import synthetic_batch  # noqa: E402
-from lodevec.embedder import Embedder, Encoder  # noqa: E402
+from lodevec.bench.model import synthetic_batch  # noqa: E402
+from lodevec.embedding import Embedder, Encoder  # noqa: E402
 
 PERF = ROOT.parent / "shared" / "perf" / "perf-nomic-v1.5-random.Q4_K_M.gguf"
 TINY = ROOT / "tests" / "fixtures" / "nomic-tiny" / "tiny-nomic-v1.5.Q4_K_M.gguf"

@@ -19,7 +19,7 @@ import numpy as np
 if importlib.util.find_spec("lodevec") is None:  # not installed: the source tree
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from lodevec.search_bench import _exact_topk, make_clustered  # noqa: E402
+from lodevec.bench.search import _exact_topk, make_clustered  # noqa: E402
 from lodevec.store import Database, IndexPolicy  # noqa: E402
 
 ROWS, DIM, QUERIES, K = 20_000, 768, 50, 10

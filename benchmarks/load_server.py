@@ -1,6 +1,6 @@
 """Loopback load test of ``lodevec.server``: 1 and 16 concurrent clients.
 
-Starts ``python -m lodevec.server`` on 127.0.0.1 for each model given, sends a fixed
+Starts ``python -m lodevec serve`` on 127.0.0.1 for each model given, sends a fixed
 number of ``POST /v1/embeddings`` requests (one short text each, ~16 tokens with the
 task prefix, all different so the cache never answers) from N concurrent clients,
 stops at the request count or the time cap, and prints one JSON document:
@@ -50,7 +50,7 @@ def free_port() -> int:
 def start_server(model: str, port: int, threads: int | None, log) -> subprocess.Popen:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT / "src"), env.get("PYTHONPATH")) if p)
-    cmd = [sys.executable, "-m", "lodevec.server", "--model", model, "--addr", f"127.0.0.1:{port}",
+    cmd = [sys.executable, "-m", "lodevec", "serve", "--model", model, "--addr", f"127.0.0.1:{port}",
            "--cache-size", "0", "--log-level", "warning"]
     if threads:
         cmd += ["--threads", str(threads)]

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import MINILM_FILE, NOMIC, NOMIC_FILES, cosine, load_golden
-from lodevec.embedder import Encoder
+from lodevec.embedding import Encoder
 
 
 @pytest.fixture(scope="module")
@@ -172,7 +172,7 @@ def test_seed_ranking_minilm(encoders):
 
 def test_embedder_without_cache_matches_cached():
     """cache_size=0 skips hashing and caching but gives the same vectors and flags."""
-    from lodevec.embedder import Embedder
+    from lodevec.embedding import Embedder
 
     enc = Encoder.from_gguf(NOMIC / "tiny-nomic-v1.5.Q4_K_M.gguf")
     texts = ["alpha beta", "gamma", "alpha beta"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from lodevec._kernels import quant
-from lodevec.constants import BLOCK_SIZE, SUPPORTED_TYPES, TYPE_SIZE
+from lodevec.gguf.constants import BLOCK_SIZE, SUPPORTED_TYPES, TYPE_SIZE
 
 
 def test_kernel_block_layout_matches_constants():

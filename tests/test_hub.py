@@ -386,7 +386,7 @@ def test_progress_bar_can_be_silenced(env, fake_hub, capsys):
 
 
 def test_downloaded_file_opens(env, fake_hub):
-    from lodevec.gguf_model import GGUFModel
+    from lodevec.gguf import GGUFModel
 
     model = GGUFModel.open(hub.pull(progress=False))
     assert model.config.architecture == "nomic-bert"

@@ -11,7 +11,7 @@ import pytest
 from conftest import MINILM, MINILM_FILE, NOMIC, load_golden
 from conftest import run_cli as run
 from lodevec import errors
-from lodevec.embedder import Embedder
+from lodevec.embedding import Embedder
 from lodevec.ingest import Indexer, chunk_text, walk_files
 from lodevec.store import Database
 

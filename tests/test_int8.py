@@ -15,8 +15,8 @@ import pytest
 
 from lodevec import kernels
 from lodevec._kernels import qmatmul as _qmm
-from lodevec.constants import GGMLQuantizationType
-from lodevec.tensors import QuantTensor
+from lodevec.gguf.constants import GGMLQuantizationType
+from lodevec.gguf.tensors import QuantTensor
 from test_kernels import random_raw
 
 T = GGMLQuantizationType

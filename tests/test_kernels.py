@@ -18,8 +18,8 @@ import pytest
 from lodevec import kernels
 from lodevec._kernels import matmul as _mm
 from lodevec._kernels import quant as _quant
-from lodevec.constants import BLOCK_SIZE, SUPPORTED_TYPES, TYPE_SIZE, GGMLQuantizationType
-from lodevec.tensors import QuantTensor
+from lodevec.gguf.constants import BLOCK_SIZE, SUPPORTED_TYPES, TYPE_SIZE, GGMLQuantizationType
+from lodevec.gguf.tensors import QuantTensor
 
 T = GGMLQuantizationType
 FIXTURES = Path(__file__).parent / "fixtures"

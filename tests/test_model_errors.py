@@ -11,7 +11,7 @@ import pytest
 from conftest import MINILM_FILE, NOMIC
 from gguf_edit import rewrite
 from lodevec import errors
-from lodevec.gguf_model import GGUFModel
+from lodevec.gguf import GGUFModel
 
 Q4 = NOMIC / "tiny-nomic-v1.5.Q4_K_M.gguf"
 F16 = NOMIC / "tiny-nomic-v1.5.f16.gguf"

@@ -10,8 +10,8 @@ import pytest
 
 from conftest import run_together, unit_vectors
 from lodevec import errors, kernels
-from lodevec.resident import Snapshot, candidate_count, snapshot_from_arrow
 from lodevec.store import Database
+from lodevec.store.resident import Snapshot, candidate_count, snapshot_from_arrow
 
 DIM = 24
 IDENT = {"architecture": "nomic-bert", "model": "m.gguf", "digest": "b" * 64, "dim": DIM}

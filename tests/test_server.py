@@ -24,9 +24,9 @@ import numpy as np
 import pytest
 
 from conftest import NOMIC
-from lodevec.batcher import BatcherClosed, DynamicBatcher, QueueFull
-from lodevec.embedder import Embedder, EmbeddingResult, Encoder
-from lodevec.server import BackgroundServer, Limits, create_app, parse_addr
+from lodevec.embedding import Embedder, EmbeddingResult, Encoder
+from lodevec.serve.app import BackgroundServer, Limits, create_app, parse_addr
+from lodevec.serve.batcher import BatcherClosed, DynamicBatcher, QueueFull
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = NOMIC / "tiny-nomic-v1.5.Q4_K_M.gguf"
@@ -437,7 +437,7 @@ def test_overload_unavailable_and_graceful_shutdown(emb, ref, tmp_path):
 
 
 def test_sigterm_finishes_in_flight_requests(tmp_path):
-    """The real thing: ``python -m lodevec.server`` gets SIGTERM while the model embeds
+    """The real thing: ``python -m lodevec serve`` gets SIGTERM while the model embeds
     two long texts (~3200 tokens, a good fraction of a second) and a store write waits
     behind them; both complete, and the process exits 0."""
     with socket.socket() as s:
@@ -445,7 +445,7 @@ def test_sigterm_finishes_in_flight_requests(tmp_path):
         port = s.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
     env = dict(os.environ)  # the same lodevec this interpreter imports (the installed wheel in CI)
-    cmd = [sys.executable, "-m", "lodevec.server", "--model", str(MODEL), "--addr", f"127.0.0.1:{port}",
+    cmd = [sys.executable, "-m", "lodevec", "serve", "--model", str(MODEL), "--addr", f"127.0.0.1:{port}",
            "--log-level", "warning"]
     if HAVE_STORE:
         cmd += ["--db", str(tmp_path / "db")]

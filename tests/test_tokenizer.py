@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from conftest import MINILM, MINILM_FILE, NOMIC, load_golden
-from lodevec.gguf_model import GGUFModel
-from lodevec.tokenizer import PHANTOM_SPACE, WordPieceTokenizer, wordpiece_vocab
+from lodevec.gguf import GGUFModel
+from lodevec.text.tokenizer import PHANTOM_SPACE, WordPieceTokenizer, wordpiece_vocab
 
 CASES = [
     (NOMIC / "tiny-nomic-v1.5.f16.gguf", NOMIC / "golden.json"),

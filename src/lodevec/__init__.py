@@ -18,8 +18,8 @@ from .errors import InputError, LodevecError
 __version__ = "0.1.0"
 
 _LAZY = {
-    "Encoder": "embedder", "Embedder": "embedder", "EmbeddingResult": "embedder",
-    "GGUFModel": "gguf_model", "ModelConfig": "gguf_model",
+    "Encoder": "embedding", "Embedder": "embedding", "EmbeddingResult": "embedding",
+    "GGUFModel": "gguf", "ModelConfig": "gguf",
     "Database": "store", "Collection": "store", "SearchResult": "store",
 }
 
@@ -30,8 +30,8 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .embedder import Embedder, EmbeddingResult, Encoder
-    from .gguf_model import GGUFModel, ModelConfig
+    from .embedding import Embedder, EmbeddingResult, Encoder
+    from .gguf import GGUFModel, ModelConfig
     from .store import Collection, Database, SearchResult
 
 

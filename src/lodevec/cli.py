@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from . import errors
-from .constants import TASKS
-from .search_bench import CONFIGS  # (numpy only, already loaded by .constants)
+from .bench.search import CONFIGS  # (numpy only, already loaded by .constants)
+from .gguf.constants import TASKS
 
 EXIT_OK, EXIT_FAIL, EXIT_INPUT = 0, 1, 2
 
@@ -79,7 +79,7 @@ def _read_records(path: str | None, stdin, require_text: bool = True) -> Iterato
 
 
 def _open_encoder(args):
-    from .embedder import Encoder
+    from .embedding.embedder import Encoder
     from .hub import resolve_model
 
     return Encoder.from_gguf(resolve_model(args.model), threads=args.threads)
@@ -91,7 +91,7 @@ def _print_json(obj, out) -> None:
 
 # ------------------------------------------------------------------------ commands
 def cmd_embed(args, out) -> int:
-    from .embedder import Embedder
+    from .embedding.embedder import Embedder
 
     records = list(_read_records(args.input, sys.stdin))
     emb = Embedder(_open_encoder(args), cache_size=0 if args.no_cache else 50_000)
@@ -120,7 +120,7 @@ def cmd_tokenize(args, out) -> int:
 
 
 def cmd_model_info(args, out) -> int:
-    from .gguf_model import GGUFModel
+    from .gguf.model import GGUFModel
     from .hub import resolve_model
 
     model = GGUFModel.open(resolve_model(args.file))
@@ -138,7 +138,7 @@ def cmd_model_pull(args, out) -> int:
 
 def cmd_bench(args, out) -> int:
     if args.what == "search":
-        from .search_bench import DEFAULT_CONFIGS, run_search_bench
+        from .bench.search import DEFAULT_CONFIGS, run_search_bench
 
         say = None if args.json else (lambda msg: print(f"... {msg}", file=sys.stderr, flush=True))
         rows = run_search_bench(args.rows, args.dim, args.queries, configs=args.configs or DEFAULT_CONFIGS,
@@ -153,7 +153,7 @@ def cmd_bench(args, out) -> int:
     if not args.json:
         out.write(f"model {enc.model.path.name}  threads {args.threads or 'all'}\n")
         out.write(f"{'seq_len':>8} {'batch':>6} {'tokens/s':>10} {'ms/batch':>10}\n")
-    from .bench import run_model_bench
+    from .bench.model import run_model_bench
 
     for row in run_model_bench(enc, args.seq_len, args.batch, min_time=args.min_time):
         if args.json:
@@ -168,7 +168,7 @@ def cmd_bench(args, out) -> int:
 # ------------------------------------------------------------------------ store commands
 def _open_collection(args, create: bool):
     """The collection plus an embedder for the model recorded with it (or --model)."""
-    from .embedder import Embedder
+    from .embedding.embedder import Embedder
     from .hub import resolve_model
     from .store import Database
 
@@ -311,9 +311,9 @@ def cmd_optimize(args, out) -> int:
 
 
 def cmd_serve(args, out) -> int:
-    from . import server
-    from .embedder import Embedder
+    from .embedding.embedder import Embedder
     from .hub import resolve_model
+    from .serve import app as server
     from .store import Database
 
     model = args.model
@@ -426,7 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("serve", help="HTTP API: OpenAI-compatible embeddings, search, documents")
     sp.add_argument("--db", default=None, help="database folder (omit to serve embeddings only)")
     model_args(sp)
-    from .server import add_arguments
+    from .serve.app import add_arguments
 
     add_arguments(sp)
     sp.set_defaults(func=cmd_serve)

@@ -1,0 +1,1 @@
+"""``lodevec bench`` (the model forward) and ``lodevec bench search`` (the store)."""

@@ -1,0 +1,9 @@
+"""Token ids to vectors users get: the Encoder (engine), pooling, the cache, and the
+Embedder (the cached facade the store, CLI and server use)."""
+
+from __future__ import annotations
+
+from .embedder import Embedder
+from .encoder import EmbeddingResult, Encoder
+
+__all__ = ["Embedder", "Encoder", "EmbeddingResult"]

@@ -1,0 +1,91 @@
+"""The cached embedding facade: an LRU cache in front of the ``Encoder`` that guards the
+product's inputs (no empty texts); the store, the CLI and the server all embed through it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .. import errors
+from ..text.prompts import validate_task
+from .cache import EmbeddingCache, cache_key
+from .encoder import EmbeddingResult, Encoder
+
+
+class Embedder:
+    """The cached embedding facade used by the store, the CLI and the server.
+
+    Args:
+        encoder: the engine.
+        cache_size: LRU capacity in entries (0 disables).
+        allow_empty: embed empty / whitespace-only texts instead of raising.
+        truncate: cut over-long texts (flagged) instead of raising ``TextError``.
+    """
+
+    def __init__(self, encoder: Encoder, cache_size: int = 50_000, allow_empty: bool = False,
+                 truncate: bool = True):
+        self.encoder = encoder
+        self.cache = EmbeddingCache(cache_size)
+        self.allow_empty = allow_empty
+        self.truncate = truncate
+
+    @classmethod
+    def from_gguf(cls, path: str | os.PathLike, *, threads: int | None = None,
+                  cache_size: int = 50_000, **kwargs) -> Embedder:
+        return cls(Encoder.from_gguf(path, threads=threads), cache_size=cache_size, **kwargs)
+
+    @property
+    def dim(self) -> int:
+        return self.encoder.dim
+
+    @property
+    def model_path(self) -> Path:
+        return self.encoder.model.path
+
+    def identity(self, dim: int | None = None) -> dict:
+        return self.encoder.identity(dim)
+
+    def encode(self, texts: str | Sequence[str], task: str | None = None, dim: int | None = None,
+               batch_size: int = 32) -> EmbeddingResult:
+        """Like ``Encoder.encode`` (normalised), served from the cache where possible;
+        misses are computed in one call and stored together."""
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        task = validate_task(task)
+        dim = self.encoder.check_dim(dim)
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise errors.TextError(f"text {i} is {type(t).__name__}; expected str")
+            if not self.allow_empty and not t.strip():
+                raise errors.TextError(f"text {i} is empty; there is nothing to embed")
+        if self.cache.max_entries:
+            digest = self.encoder.model.digest  # sha256 of the file: computed once, only for the cache
+            keys = [cache_key(digest, task, dim, t) for t in texts]
+            found = self.cache.get_many(keys)
+        else:  # cache disabled: no file hash, no keys
+            keys, found = [], [None] * len(texts)
+        miss = [i for i, f in enumerate(found) if f is None]
+        out = np.empty((len(texts), dim), dtype=np.float32)
+        n_tokens, truncated = [0] * len(texts), [False] * len(texts)
+        if miss:
+            res = self.encoder.encode([texts[i] for i in miss], task, dim, batch_size)
+            if keys:
+                self.cache.put_many([(keys[i], (res.embeddings[j], res.n_tokens[j], res.truncated[j]))
+                                     for j, i in enumerate(miss)])
+            for j, i in enumerate(miss):
+                found[i] = (res.embeddings[j], res.n_tokens[j], res.truncated[j])
+        for i, (vec, n, trunc) in enumerate(found):
+            if trunc and not self.truncate:
+                raise errors.TextError(
+                    f"text {i} is longer than the model's {self.encoder.max_tokens} tokens")
+            out[i], n_tokens[i], truncated[i] = vec, n, trunc
+        return EmbeddingResult(out, n_tokens, truncated)
+
+    def embed(self, texts: str | Sequence[str], task: str | None = None, dim: int | None = None,
+              batch_size: int = 32) -> np.ndarray:
+        """Embeddings ``float32 (n, dim)``; a single string gives ``(dim,)``."""
+        out = self.encode(texts, task, dim, batch_size).embeddings
+        return out[0] if isinstance(texts, str) else out

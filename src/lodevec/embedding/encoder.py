@@ -1,0 +1,171 @@
+"""The embedding engine, exact to the reference: prompts, tokenizing, length-sorted
+batching to a token budget, the backend's forward, Matryoshka, normalisation.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import errors, kernels
+from ..backends import Backend, create_backend
+from ..gguf.constants import MATRYOSHKA_DIMS
+from ..gguf.model import GGUFModel
+from ..text.prompts import apply_prompt, prompts_for, validate_task
+from ..text.tokenizer import WordPieceTokenizer
+from .pooling import finish
+
+
+@dataclass
+class EmbeddingResult:
+    """Embeddings with per-text token accounting.
+
+    Attributes:
+        embeddings: ``float32 (n, dim)``.
+        n_tokens: tokens each text used (after truncation, specials included).
+        truncated: whether each text was cut to the model's maximum.
+    """
+
+    embeddings: np.ndarray
+    n_tokens: list[int]
+    truncated: list[bool]
+
+
+class Encoder:
+    """Embed texts with a GGUF model.
+
+    Args:
+        model: an opened ``GGUFModel``.
+        threads: compute threads (default: all available cores).
+        device: backend name (``"cpu"``).
+        max_tokens: truncate inputs to this many tokens (default: the model's maximum,
+            8192 for nomic-bert with NTK rope scaling, the position table for BERT).
+
+    Example:
+        >>> enc = Encoder.from_gguf("nomic-embed-text-v1.5.Q4_K_M.gguf")
+        >>> enc.embed(["what is rust?"], task="search_query").shape
+        (1, 768)
+    """
+
+    def __init__(self, model: GGUFModel, threads: int | None = None, device: str = "cpu",
+                 max_tokens: int | None = None):
+        self.model = model
+        self.config = model.config
+        if threads is not None:
+            if threads < 1:
+                raise ValueError(f"threads must be >= 1, got {threads}")
+            kernels.set_num_threads(threads)
+        limit = model.config.max_tokens
+        if max_tokens is not None and not 2 <= max_tokens <= limit:
+            raise ValueError(f"max_tokens must be in 2..{limit} for {model.path.name}, got {max_tokens}")
+        self.max_tokens = max_tokens or limit
+        self.tokenizer = WordPieceTokenizer(model, self.max_tokens)
+        self.backend: Backend = create_backend(model, device)
+        self.prompts = prompts_for(model.config.architecture)
+
+    @classmethod
+    def from_gguf(cls, path: str | os.PathLike, **kwargs) -> Encoder:
+        """Open a GGUF file (see ``GGUFModel.open`` for the errors) and build the encoder."""
+        return cls(GGUFModel.open(path), **kwargs)
+
+    # ----------------------------------------------------------------- metadata
+    @property
+    def dim(self) -> int:
+        """Full embedding dimension (hidden size)."""
+        return self.config.hidden
+
+    @property
+    def dims(self) -> tuple[int, ...]:
+        """Valid output dimensions: the full size, plus Matryoshka sizes for nomic."""
+        if self.config.architecture != "nomic-bert":
+            return (self.dim,)
+        return (self.dim, *(d for d in MATRYOSHKA_DIMS if d < self.dim))
+
+    @property
+    def info(self) -> dict:
+        """Model facts (architecture, sizes, tensor types) plus the encoder's settings."""
+        return {**self.model.info(), "dims": list(self.dims), "prompts": self.prompts,
+                "max_tokens_used": self.max_tokens, "threads": kernels.get_num_threads(),
+                "openmp": kernels.openmp_enabled()}
+
+    def identity(self, dim: int | None = None) -> dict:
+        """What a store records to refuse vectors from another model."""
+        return {"architecture": self.config.architecture, "model": self.model.path.name,
+                "path": str(self.model.path.resolve()), "digest": self.model.digest, "dim": self.check_dim(dim),
+                "hidden": self.dim, "prompts": self.prompts}
+
+    def check_dim(self, dim: int | None) -> int:
+        if dim is None:
+            return self.dim
+        if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or int(dim) not in self.dims:
+            raise errors.DimensionError(
+                f"dimension {dim!r} is not available for {self.model.path.name}; "
+                f"choose one of {', '.join(map(str, self.dims))}")
+        return int(dim)
+
+    # ----------------------------------------------------------------- text -> ids
+    def prepare(self, texts: Sequence[str], task: str | None) -> list[str]:
+        """Texts with the task prefix applied (never twice)."""
+        task = validate_task(task)
+        out = []
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise errors.TextError(f"text {i} is {type(t).__name__}; expected str")
+            out.append(apply_prompt(t, task, self.prompts))
+        return out
+
+    def tokenize(self, texts: str | Sequence[str], task: str | None = None) -> list[list[int]]:
+        """Token ids ``[CLS] ... [SEP]`` per text, truncated to ``max_tokens``."""
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        return [e.ids for e in self.tokenizer.encode_batch(self.prepare(texts, task))]
+
+    # ----------------------------------------------------------------- embedding
+    def encode(self, texts: str | Sequence[str], task: str | None = None, dim: int | None = None,
+               batch_size: int = 32, normalize: bool = True) -> EmbeddingResult:
+        """Embed texts, with token counts and truncation flags.
+
+        Args:
+            texts: one string or many.
+            task: ``none`` (default: as given), ``search_query``, ``search_document``,
+                ``clustering`` or ``classification`` (nomic prefixes; ignored by
+                models without prompts).
+            dim: output dimension (see ``dims``).
+            batch_size: most texts per forward; batches are also capped by the
+                backend's token budget.
+            normalize: L2-normalise (default True).
+        """
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        dim = self.check_dim(dim)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        encs = self.tokenizer.encode_batch(self.prepare(texts, task))
+        pooled = np.empty((len(texts), self.dim), dtype=np.float32)
+        for idx in self._batches([len(e.ids) for e in encs], batch_size):
+            pooled[idx] = self.backend.forward([encs[i].ids for i in idx])
+        return EmbeddingResult(finish(pooled, dim, normalize),
+                               [len(e.ids) for e in encs], [e.truncated for e in encs])
+
+    def embed(self, texts: str | Sequence[str], task: str | None = None, dim: int | None = None,
+              batch_size: int = 32, normalize: bool = True) -> np.ndarray:
+        """Embeddings ``float32 (n, dim)``; a single string gives ``(dim,)``."""
+        out = self.encode(texts, task, dim, batch_size, normalize).embeddings
+        return out[0] if isinstance(texts, str) else out
+
+    def _batches(self, lengths: list[int], batch_size: int) -> list[np.ndarray]:
+        """Longest first, filled up to ``batch_size`` texts and the token budget."""
+        order = np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable")
+        budget = max(self.backend.max_batch_tokens, max(lengths, default=0))
+        batches, cur, tokens = [], [], 0
+        for i in order:
+            n = lengths[i]
+            if cur and (len(cur) >= batch_size or tokens + n > budget):
+                batches.append(np.asarray(cur))
+                cur, tokens = [], 0
+            cur.append(i)
+            tokens += n
+        if cur:
+            batches.append(np.asarray(cur))
+        return batches

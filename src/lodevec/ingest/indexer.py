@@ -1,0 +1,310 @@
+"""Folders and files -> token-sized chunks -> embeddings -> the store, incrementally.
+
+A chunk's id is ``<source>#<chunk index>`` and its ``content_hash`` the sha256 of its
+text, so re-indexing embeds only chunks that changed, removes chunks of files that
+shrank or vanished, and an interrupted run is finished by running it again: every
+write is an idempotent upsert by id.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import errors
+from ..store import content_hash
+
+#: files larger than this are skipped with a note (logs, dumps, data files)
+MAX_FILE_BYTES = 8 * 1024 * 1024
+#: folders never walked into
+SKIP_DIRS = {".git", ".hg", ".svn", "__pycache__", "node_modules", ".venv", "venv", ".tox",
+             ".mypy_cache", ".pytest_cache", ".ruff_cache", ".lance"}
+
+
+@dataclass
+class IndexSummary:
+    """What an index run did (printed by ``lodevec index --json``)."""
+
+    files: int = 0
+    files_unchanged: int = 0
+    chunks: int = 0
+    chunks_embedded: int = 0
+    chunks_skipped: int = 0
+    chunks_removed: int = 0
+    tokens: int = 0
+    truncated: int = 0
+    skipped: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        d = dict(self.__dict__)
+        d["tokens_per_s"] = round(self.tokens / self.seconds, 1) if self.seconds else 0.0
+        d["seconds"] = round(self.seconds, 3)
+        return d
+
+
+@dataclass(frozen=True)
+class Chunk:
+    id: str
+    text: str
+    source: str
+    chunk: int
+    metadata: dict
+    content_hash: str
+
+
+# ---------------------------------------------------------------------- walking
+def _gitignore_specs(root: Path):
+    """A matcher for every .gitignore under ``root`` (and the root's own parents' none)."""
+    import pathspec
+
+    specs: list[tuple[Path, pathspec.PathSpec]] = []
+
+    def load(folder: Path) -> None:
+        gi = folder / ".gitignore"
+        if gi.is_file():
+            try:
+                lines = gi.read_text(encoding="utf-8", errors="replace").splitlines()
+            except OSError:
+                return
+            specs.append((folder, pathspec.GitIgnoreSpec.from_lines(lines)))
+
+    def ignored(path: Path, is_dir: bool) -> bool:
+        for folder, spec in specs:
+            try:
+                rel = path.relative_to(folder).as_posix()
+            except ValueError:
+                continue
+            if spec.match_file(rel + ("/" if is_dir else "")):
+                return True
+        return False
+
+    return load, ignored
+
+
+def walk_files(paths: Iterable[str | os.PathLike], skip: Callable[[Path], bool] | None = None
+               ) -> Iterator[Path]:
+    """Files under ``paths`` (files given directly are always included), in sorted
+    order, honouring ``.gitignore`` files and skipping VCS/cache folders."""
+    for p in paths:
+        root = Path(p)
+        if not root.exists():
+            raise errors.InputError(f"{root}: no such file or directory")
+        if root.is_file():
+            yield root.resolve()
+            continue
+        load, ignored = _gitignore_specs(root)
+        for dirpath, dirnames, filenames in os.walk(root):
+            here = Path(dirpath)
+            load(here)
+            dirnames[:] = sorted(d for d in dirnames
+                                 if d not in SKIP_DIRS and not ignored(here / d, True)
+                                 and not (skip and skip(here / d)))
+            for name in sorted(filenames):
+                f = here / name
+                if name == ".gitignore" or ignored(f, False) or not f.is_file():
+                    continue
+                yield f.resolve()
+
+
+def read_text(path: Path) -> tuple[str | None, str | None]:
+    """(text, None) for a UTF-8 text file, (None, reason) for anything to skip."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            return None, f"larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB"
+        data = path.read_bytes()
+    except OSError as e:
+        return None, f"cannot read: {e.strerror or e}"
+    if b"\x00" in data[:8192]:
+        return None, "binary file"
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        return None, f"not valid UTF-8 ({e.reason} at byte {e.start})"
+    if not text.strip():
+        return None, "empty file"
+    return text, None
+
+
+# ---------------------------------------------------------------------- chunking
+def chunk_text(text: str, offsets: list[tuple[int, int]], chunk_tokens: int, overlap: int
+               ) -> list[str]:
+    """Split ``text`` into windows of ``chunk_tokens`` word pieces overlapping by
+    ``overlap``, cut at token boundaries (``offsets`` are each piece's char span).
+    A window is widened to the start of its first line when that costs no tokens,
+    so chunks of code and notes start at a line start more often."""
+    if not offsets or len(offsets) <= chunk_tokens:
+        return [text.strip()] if text.strip() else []
+    step = max(1, chunk_tokens - overlap)
+    chunks = []
+    for start in range(0, len(offsets), step):
+        end = min(start + chunk_tokens, len(offsets))
+        a = offsets[start][0]
+        line_start = text.rfind("\n", 0, a) + 1
+        prev_end = offsets[start - 1][1] if start else 0
+        if line_start >= prev_end:
+            a = line_start
+        b = offsets[end - 1][1]
+        piece = text[a:b].strip()
+        if piece:
+            chunks.append(piece)
+        if end == len(offsets):
+            break
+    return chunks
+
+
+# ---------------------------------------------------------------------- indexing
+class Indexer:
+    """Index files or records into a collection through the cached embedder.
+
+    Args:
+        collection: a ``lodevec.store.Collection`` opened with the embedder's identity.
+        embedder: a ``lodevec.embedder.Embedder``.
+        chunk_tokens: word pieces per chunk (prefix and specials not counted).
+        overlap: word pieces shared by consecutive chunks.
+        batch_size: chunks embedded and written per batch.
+        progress: a callable ``(files, chunks, tokens)`` called as work completes.
+    """
+
+    def __init__(self, collection, embedder, chunk_tokens: int = 256, overlap: int = 32,
+                 batch_size: int = 256, progress: Callable[[int, int, int], None] | None = None,
+                 dim: int | None = None):
+        if chunk_tokens < 8:
+            raise ValueError(f"chunk_tokens must be >= 8, got {chunk_tokens}")
+        if not 0 <= overlap < chunk_tokens:
+            raise ValueError(f"overlap must be in 0..{chunk_tokens - 1}, got {overlap}")
+        limit = embedder.encoder.max_tokens - 16  # room for [CLS], [SEP] and the task prefix
+        if chunk_tokens > limit:
+            raise ValueError(f"chunk_tokens must be <= {limit} for this model, got {chunk_tokens}")
+        self.collection = collection
+        self.embedder = embedder
+        self.chunk_tokens = chunk_tokens
+        self.overlap = overlap
+        self.batch_size = batch_size
+        self.progress = progress
+        self.dim = dim
+        self._pending: list[Chunk] = []
+        self._stored: dict[str, dict[str, str]] = {}
+        self.summary = IndexSummary()
+
+    # -- files
+    def index_paths(self, paths: Iterable[str | os.PathLike], prune: bool = True) -> IndexSummary:
+        """Index files and folders; with ``prune``, chunks of files under ``paths`` that no
+        longer exist (or are now ignored/skipped) are removed."""
+        t0 = time.perf_counter()
+        paths = list(paths)
+        db_path = Path(str(self.collection.uri)).resolve() if "://" not in str(self.collection.uri) else None
+        skip = (lambda p: p.resolve() == db_path) if db_path else None
+        seen: set[str] = set()
+        tok = self.embedder.encoder.tokenizer
+        self._stored = self.collection.hashes_by_source()  # one scan, not one query per file
+        for f in walk_files(paths, skip):
+            source = str(f)
+            seen.add(source)
+            self.summary.files += 1
+            text, reason = read_text(f)
+            if text is None:
+                self.summary.skipped.append({"path": source, "reason": reason})
+                if self._stored.get(source):
+                    self.summary.chunks_removed += self.collection.delete_sources([source])
+                self._tick()
+                continue
+            pieces = chunk_text(text, tok.offsets(text), self.chunk_tokens, self.overlap)
+            chunks = [Chunk(f"{source}#{i}", t, source, i, {"path": source}, content_hash(t))
+                      for i, t in enumerate(pieces)]
+            self._add_source(source, chunks)
+        if prune:
+            roots = [str(Path(p).resolve()) for p in paths]
+            gone = [s for s in self._stored
+                    if s not in seen and any(s == r or s.startswith(r.rstrip(os.sep) + os.sep) for r in roots)]
+            if gone:
+                self.summary.chunks_removed += self.collection.delete_sources(gone)
+        self.flush()
+        self.summary.seconds = time.perf_counter() - t0
+        return self.summary
+
+    # -- records
+    def index_records(self, records: Iterable[dict], source: str = "<records>") -> IndexSummary:
+        """Index ``{"id", "text", "metadata"?}`` records, one row each (all records are
+        validated before anything is written)."""
+        t0 = time.perf_counter()
+        chunks = []
+        for n, rec in enumerate(records, 1):
+            where = f"{source}: record {n}"
+            if not isinstance(rec, dict):
+                raise errors.RecordError(f"{where}: expected a JSON object")
+            rid, text, meta = rec.get("id"), rec.get("text"), rec.get("metadata", {})
+            if not isinstance(rid, (str, int)) or isinstance(rid, bool) or str(rid) == "":
+                raise errors.RecordError(f"{where}: \"id\" is missing; expected a string or integer")
+            if not isinstance(text, str) or not text.strip():
+                raise errors.RecordError(f"{where} (id {rid}): \"text\" is missing or empty")
+            if meta is None:
+                meta = {}
+            if not isinstance(meta, dict):
+                raise errors.RecordError(f"{where} (id {rid}): \"metadata\" must be an object")
+            try:
+                json.dumps(meta)
+            except (TypeError, ValueError) as e:
+                raise errors.RecordError(f"{where} (id {rid}): metadata is not JSON: {e}") from None
+            chunks.append(Chunk(str(rid), text, rec.get("source") or source, 0, meta, content_hash(text)))
+        ids = [c.id for c in chunks]
+        seen: set[str] = set()
+        for i in ids:
+            if i in seen:
+                raise errors.RecordError(f"{source}: id {i!r} appears more than once")
+            seen.add(i)
+        self._queue_changed(chunks, self.collection.hashes_for_ids(ids) if chunks else {})
+        self.flush()
+        self.summary.seconds = time.perf_counter() - t0
+        return self.summary
+
+    # -- internals
+    def _add_source(self, source: str, chunks: list[Chunk]) -> None:
+        stored = self._stored.get(source, {})  # id -> content_hash
+        new_ids = {c.id for c in chunks}
+        stale = [i for i in stored if i not in new_ids]
+        unchanged = all(stored.get(c.id) == c.content_hash for c in chunks) and not stale
+        if unchanged:
+            self.summary.files_unchanged += 1
+        self._queue_changed(chunks, stored)
+        if stale:
+            self.summary.chunks_removed += self.collection.delete(ids=stale)
+        self._tick()
+
+    def _queue_changed(self, chunks: list[Chunk], stored: dict[str, str]) -> None:
+        """Queue the chunks whose text is not already stored under their id."""
+        for c in chunks:
+            self.summary.chunks += 1
+            if stored.get(c.id) == c.content_hash:
+                self.summary.chunks_skipped += 1
+            else:
+                self._queue(c)
+
+    def _queue(self, c: Chunk) -> None:
+        self._pending.append(c)
+        if len(self._pending) >= self.batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        """Embed the queued chunks and write them in one upsert."""
+        if not self._pending:
+            return
+        batch, self._pending = self._pending, []
+        res = self.embedder.encode([c.text for c in batch], task="search_document", dim=self.dim)
+        self.collection.upsert([
+            {"id": c.id, "text": c.text, "source": c.source, "chunk": c.chunk, "metadata": c.metadata,
+             "content_hash": c.content_hash, "embedding": vec}
+            for c, vec in zip(batch, res.embeddings, strict=True)])
+        self.summary.chunks_embedded += len(batch)
+        self.summary.tokens += sum(res.n_tokens)
+        self.summary.truncated += sum(res.truncated)
+        self._tick()
+
+    def _tick(self) -> None:
+        if self.progress:
+            self.progress(self.summary.files, self.summary.chunks_embedded, self.summary.tokens)

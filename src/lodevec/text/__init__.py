@@ -1,0 +1,1 @@
+"""Text before the model: task prompts, the WordPiece tokenizer, and chunking."""
