@@ -46,8 +46,8 @@ from starlette.responses import Response
 from starlette.routing import Match, Route
 
 from .. import __version__, errors
+from ..arch import TASKS
 from ..embedding.embedder import Embedder, EmbeddingResult
-from ..gguf.constants import TASKS
 from .batcher import BatcherClosed, DynamicBatcher, Histogram, QueueFull
 
 __all__ = ["ERROR_TABLE", "BackgroundServer", "Limits", "create_app", "serve", "parse_addr"]
@@ -367,7 +367,7 @@ class _Service:
         return self.embedder.encode(texts, task, dim, batch_size=self.limits.max_batch_size)
 
     def _count_tokens(self, texts: list[str], task: str) -> list[int]:
-        return self.encoder.tokenizer.count(self.encoder.prepare(texts, task))
+        return self.encoder.prepare(texts, task).n_original
 
     async def embed(self, texts: list[str], task: str, dim: int, truncate: bool,
                     what: str = "input") -> EmbeddingResult:
