@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..gguf.constants import Tensors as T
+
+if TYPE_CHECKING:  # annotations only: the registry loads without numpy
+    import numpy as np
 
 #: a tensor requirement: (rows, cols) or (n,); -1 is "any"
 Shape = tuple[int, ...]

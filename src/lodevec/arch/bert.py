@@ -4,11 +4,12 @@ position table, no task prompts."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from ..gguf.constants import Tensors as T
+
+if TYPE_CHECKING:  # annotations only: the registry loads without numpy
+    import numpy as np
 from .base import Architecture, Block, Shape
 
 
