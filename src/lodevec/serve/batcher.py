@@ -25,7 +25,6 @@ Everything except the model call runs on the event loop: no locks needed.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import logging
 import time
 from collections import deque
@@ -36,48 +35,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..embedding.embedder import EmbeddingResult
+from ..errors import BatcherClosed, QueueFull
+from .metrics import Histogram
 
-__all__ = ["BatcherClosed", "DynamicBatcher", "Histogram", "QueueFull"]
+__all__ = ["BatcherClosed", "DynamicBatcher", "QueueFull"]
 
 log = logging.getLogger(__name__)
 
 #: ``fn(texts, task, dim) -> EmbeddingResult``: the embedding call one batch makes.
 EmbedFn = Callable[[list[str], str, int], EmbeddingResult]
-
-
-class QueueFull(Exception):
-    """The queue holds ``max_queue`` texts already: the server is overloaded (HTTP 429)."""
-
-
-class BatcherClosed(Exception):
-    """The batcher is shutting down or not started (HTTP 503)."""
-
-
-class Histogram:
-    """A cumulative histogram in the Prometheus sense (fixed upper bounds, sum, count).
-
-    Args:
-        buckets: increasing upper bounds; ``+Inf`` is implied.
-    """
-
-    def __init__(self, buckets: Sequence[float]):
-        self.buckets = tuple(float(b) for b in buckets)
-        self.counts = [0] * (len(self.buckets) + 1)  # last one is +Inf
-        self.sum = 0.0
-        self.count = 0
-
-    def observe(self, value: float) -> None:
-        self.counts[bisect.bisect_left(self.buckets, value)] += 1
-        self.sum += value
-        self.count += 1
-
-    def cumulative(self) -> list[tuple[str, int]]:
-        """``(le, count)`` pairs, cumulative, ending with ``+Inf``."""
-        out, total = [], 0
-        for bound, n in zip((*self.buckets, float("inf")), self.counts, strict=True):
-            total += n
-            out.append(("+Inf" if bound == float("inf") else f"{bound:g}", total))
-        return out
 
 
 @dataclass(eq=False)
