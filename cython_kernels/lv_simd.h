@@ -344,26 +344,6 @@ static inline double lv_sum_sq_dev(const float *x, ptrdiff_t n, float c) {
     return tot;
 }
 
-/* Masked mean over T rows of h (row stride ld) for columns [0, nc), nc <= 256:
- * out[j] = sum_{t: mask[t]} h[t, j] / count, summed in double; 0 if no row is set. */
-static inline void lv_masked_mean_cols(const float *h, ptrdiff_t ld, const uint8_t *mask,
-                                       ptrdiff_t T, ptrdiff_t nc, float *out) {
-    double acc[256];
-    ptrdiff_t cnt = 0;
-    for (ptrdiff_t j = 0; j < nc; j++) acc[j] = 0.0;
-    for (ptrdiff_t t = 0; t < T; t++) {
-        if (!mask[t]) continue;
-        cnt++;
-        const float *row = h + t * ld;
-        for (ptrdiff_t j = 0; j < nc; j++) acc[j] += row[j];
-    }
-    for (ptrdiff_t j = 0; j < nc; j++) out[j] = cnt ? (float)(acc[j] / (double)cnt) : 0.0f;
-}
-
-static inline void lv_scale(float *x, ptrdiff_t n, float a) {
-    for (ptrdiff_t j = 0; j < n; j++) x[j] *= a;
-}
-
 /* -------------------------------------------------- SIMD block dequantizers
  * Vector versions of dequant.pxd's dq_q4_K / dq_q6_K (see the layout sketches
  * there).  Same float operations in the same order (d*sc, dmin*m rounded to float,

@@ -1,7 +1,6 @@
 # cython: language_level=3
 """Row-wise and element-wise float32 ops of the encoder: layer norm (plain and fused
-with the residual add), GELU (erf), SwiGLU, masked mean pooling, L2 normalisation,
-row softmax.
+with the residual add), GELU (erf), SwiGLU, L2 normalisation.
 
 Row reductions (mean, variance, norms) sum in 16 float lanes combined in double,
 pooled sums in double, so results match a float64 numpy reference to float32
@@ -11,8 +10,7 @@ def functions re-check the sizes they index with before releasing the GIL.
 
 cimport cython
 from cython.parallel cimport prange
-from libc.math cimport INFINITY, sqrt
-from libc.stdint cimport uint8_t
+from libc.math cimport sqrt
 
 cdef extern from "lv_simd.h" nogil:
     int lv_openmp_enabled()
@@ -20,11 +18,6 @@ cdef extern from "lv_simd.h" nogil:
     # vectorizable element-wise math, see lv_simd.h for the approximations
     void lv_swiglu(const float *g, float *u, Py_ssize_t n)
     void lv_gelu_inplace(float *x, Py_ssize_t n)
-    float lv_max(const float *x, Py_ssize_t n)
-    double lv_exp_sub_sum(float *x, Py_ssize_t n, float sub)
-    void lv_scale(float *x, Py_ssize_t n, float a)
-    void lv_masked_mean_cols(const float *h, Py_ssize_t ld, const uint8_t *mask, Py_ssize_t T,
-                             Py_ssize_t nc, float *out)
     double lv_sum(const float *x, Py_ssize_t n)
     double lv_sum_sq_dev(const float *x, Py_ssize_t n, float c)
 
@@ -160,39 +153,6 @@ def swiglu(const float[::1] gate, float[::1] up, int nthreads=1):
 
 
 @cython.boundscheck(False)
-def mean_pool(const float[:, :, ::1] h, const uint8_t[:, ::1] mask, float[:, ::1] out,
-              int nthreads=1):
-    """out (B, D) = mean of h (B, T, D) over the T positions where mask (B, T) != 0.
-
-    A row whose mask is all zero gives zeros (not NaN).
-    """
-    cdef Py_ssize_t B = h.shape[0], T = h.shape[1], D = h.shape[2], b, j
-    if mask.shape[0] != B or mask.shape[1] != T:
-        raise ValueError(f"mask has shape ({mask.shape[0]}, {mask.shape[1]}), expected ({B}, {T})")
-    if out.shape[0] != B or out.shape[1] != D:
-        raise ValueError(f"out has shape ({out.shape[0]}, {out.shape[1]}), expected ({B}, {D})")
-    if B == 0 or D == 0:
-        return
-    cdef float *op = &out[0, 0]
-    cdef Py_ssize_t c, nchunks = (D + 255) // 256, j0
-    if T == 0:
-        for b in range(B):
-            for j in range(D):
-                op[b * D + j] = 0.0
-        return
-    cdef const float *hp = &h[0, 0, 0]
-    cdef const uint8_t *mp = &mask[0, 0]
-    # work items: (sequence, 256-column slice); each reads its slice row by row
-    with nogil:
-        for c in prange(B * nchunks, num_threads=_threads(nthreads, B * T * D, 4 * CHUNK),
-                        schedule="static"):
-            b = c // nchunks
-            j0 = (c % nchunks) * 256
-            lv_masked_mean_cols(hp + b * T * D + j0, D, mp + b * T, T, min(256, D - j0),
-                                op + b * D + j0)
-
-
-@cython.boundscheck(False)
 def l2_normalize(const float[:, ::1] x, float[:, ::1] out, int nthreads=1):
     """out (n, D) = x / ||x||_2 per row; a zero row stays zero.  out may be x."""
     cdef Py_ssize_t n = x.shape[0], D = x.shape[1], i, j
@@ -210,26 +170,3 @@ def l2_normalize(const float[:, ::1] x, float[:, ::1] out, int nthreads=1):
             inv = <float>(1.0 / sqrt(ss)) if ss > 0.0 else 0.0
             for j in range(D):
                 op[i * D + j] = xp[i * D + j] * inv
-
-
-@cython.boundscheck(False)
-def softmax_rows(float[:, ::1] x, int nthreads=1):
-    """In place: each row of x (n, D) becomes exp(x - max) / sum(exp(x - max)).
-
-    -inf entries (masked positions) become 0; a row that is all -inf becomes zeros.
-    """
-    cdef Py_ssize_t n = x.shape[0], D = x.shape[1], i, j
-    if n == 0 or D == 0:
-        return
-    cdef float *p = &x[0, 0]
-    cdef float mx
-    cdef double s
-    with nogil:
-        for i in prange(n, num_threads=_threads(nthreads, n * D, CHUNK), schedule="static"):
-            mx = lv_max(p + i * D, D)
-            if mx == -INFINITY:
-                for j in range(D):
-                    p[i * D + j] = 0.0
-                continue
-            s = lv_exp_sub_sum(p + i * D, D, mx)
-            lv_scale(p + i * D, D, <float>(1.0 / s))

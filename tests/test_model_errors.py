@@ -138,3 +138,19 @@ def test_random_corruption_never_crashes(tmp_path, seed):
         GGUFModel.open(p)
     except errors.ModelFileError as e:
         assert "corrupt.gguf" in str(e)
+
+
+def test_encoder_threads_are_its_own():
+    """Building an Encoder with threads= does not change the process's kernel threads,
+    and an unknown device is a clear error."""
+    from lodevec import kernels
+    from lodevec.embedding import Encoder
+
+    before = kernels.get_num_threads()
+    enc = Encoder.from_gguf(NOMIC / "tiny-nomic-v1.5.Q8_0.gguf", threads=1)
+    assert kernels.get_num_threads() == before
+    assert enc.backend.threads == 1 and enc.info["threads"] == 1 and enc.info["device"] == "cpu"
+    with pytest.raises(ValueError, match="threads must be >= 1"):
+        Encoder.from_gguf(NOMIC / "tiny-nomic-v1.5.Q8_0.gguf", threads=0)
+    with pytest.raises(ValueError, match=r"device 'cuda' is not available; choose one of cpu"):
+        Encoder.from_gguf(NOMIC / "tiny-nomic-v1.5.Q8_0.gguf", device="cuda")

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from . import errors
+from .arch import TASKS
 from .bench.search import CONFIGS  # (numpy only, already loaded by .constants)
-from .gguf.constants import TASKS
 
 EXIT_OK, EXIT_FAIL, EXIT_INPUT = 0, 1, 2
 

@@ -1,13 +1,17 @@
-"""The backend contract: what the embedding facade needs from a compute engine.
+"""The backend contract: THE seam where a compute engine plugs in.
 
 A backend turns a batch of token-id sequences into mean-pooled vectors.  The CPU
-backend is ``lodevec.encoder.EncoderGraph`` on the Cython kernels; a CUDA backend
-(CuPy) implements the same contract.  Nothing outside this module picks a backend.
+backend (``cpu.py``) runs the architecture's blocks (``lodevec.arch``) on the Cython
+kernels; a CUDA backend implements the same contract in one more file and one more
+line in ``DEVICES``.  Nothing outside this package constructs a backend: the
+``Encoder`` asks :func:`create_backend` with the device its caller chose
+(``Embedder.from_gguf(device=...)``, ``lodevec ... --device``, the server).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from importlib import import_module
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -17,28 +21,38 @@ from ..gguf.model import GGUFModel
 
 @runtime_checkable
 class Backend(Protocol):
+    #: the device it runs on (a key of ``DEVICES``)
+    device: str
+    #: compute threads one forward uses
+    threads: int
     #: tokens one forward may hold (the batcher fills batches up to it)
     max_batch_tokens: int
-    #: whether the backend pads sequences to a common length (then the batcher
-    #: groups similar lengths); the CPU backend is unpadded
-    is_padded: bool
 
     def forward(self, batch: Sequence[Sequence[int]]) -> np.ndarray:
         """Mean-pooled hidden states, ``float32 (len(batch), hidden)``, not normalised."""
         ...
 
 
-BACKENDS = ("cpu",)
+#: device name -> "module:factory" of its backend, imported only when chosen
+DEVICES: dict[str, str] = {
+    "cpu": "lodevec.backends.cpu:CpuBackend",
+}
 
 
-def create_backend(model: GGUFModel, device: str = "cpu") -> Backend:
+def create_backend(model: GGUFModel, device: str = "cpu", *, threads: int | None = None) -> Backend:
     """The backend for ``device``.
 
-    Raises:
-        ValueError: unknown device.
-    """
-    if device == "cpu":
-        from .cpu import EncoderGraph
+    Args:
+        model: the opened model.
+        device: a key of ``DEVICES``.
+        threads: compute threads (None: the process default at each call).
 
-        return EncoderGraph(model)
-    raise ValueError(f"device {device!r} is not available; choose one of {', '.join(BACKENDS)}")
+    Raises:
+        ValueError: unknown device, or a bad thread count.
+    """
+    target = DEVICES.get(device)
+    if target is None:
+        raise ValueError(f"device {device!r} is not available; choose one of {', '.join(DEVICES)}")
+    module, name = target.split(":")
+    factory: Callable[..., Backend] = getattr(import_module(module), name)
+    return factory(model, threads=threads)

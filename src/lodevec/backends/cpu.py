@@ -1,103 +1,69 @@
-"""The GGUF encoder graph: nomic-bert and bert, on quantized weights.
+"""The CPU backend: an architecture's blocks on the Cython kernels, unpadded.
 
-Reads as a chain, one function per stage:
-``token ids -> embeddings -> layers (attention, FFN) -> mean pooling -> vectors``.
+Reads as a chain, one method per stage:
+``token ids -> embeddings -> blocks (attention, FFN) -> mean pooling -> vectors``.
 
 Batches are *unpadded*: the tokens of all sequences are stacked into one
 ``(n_tokens, hidden)`` matrix, so every matmul does only real work and a text gives
 the same vector alone or in any batch; attention (one kernel call per layer) never
-mixes sequences.  Every
-array operation goes through ``self.ops`` (``lodevec.kernels`` on the CPU), which is
-the seam where a GPU backend plugs in.
+mixes sequences.  Every array operation goes through ``self.ops``, the kernels with
+this backend's thread count bound, so two encoders in one process keep their own.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from functools import partial
+from types import SimpleNamespace
 
 import numpy as np
 
-from .. import errors
+from .. import errors, kernels
+from ..arch import Block
 from ..gguf.constants import Tensors as T
 from ..gguf.model import GGUFModel, ModelConfig
+from ..kernels import runtime
+
+#: the kernels a forward calls (each takes ``threads=``)
+_OPS = ("get_rows", "matmul", "layer_norm", "add_layer_norm", "gelu", "swiglu", "attention",
+        "segment_mean")
 
 
-@dataclass(frozen=True)
-class LayerWeights:
-    qkv: object | None  # nomic-bert: fused (3H, H)
-    q: object | None    # bert: separate projections with biases
-    k: object | None
-    v: object | None
-    q_b: np.ndarray | None
-    k_b: np.ndarray | None
-    v_b: np.ndarray | None
-    out: object
-    out_b: np.ndarray | None
-    attn_norm_w: np.ndarray
-    attn_norm_b: np.ndarray
-    up: object
-    up_b: np.ndarray | None
-    gate: object | None  # nomic-bert SwiGLU gate
-    down: object
-    down_b: np.ndarray | None
-    out_norm_w: np.ndarray
-    out_norm_b: np.ndarray
+def bound_ops(threads: int | None) -> SimpleNamespace:
+    """The kernels with ``threads`` bound (None: the process count at each call)."""
+    return SimpleNamespace(**{n: partial(getattr(kernels, n), threads=threads) for n in _OPS})
 
 
-def _load_layers(model: GGUFModel) -> list[LayerWeights]:
-    nomic = model.config.architecture == "nomic-bert"
-    w, vec = model.weight, model.vector
-
-    def opt_vec(name: str, b: int) -> np.ndarray | None:
-        return vec(name, b) if model.has(name, b) else None
-
-    layers = []
-    for b in range(model.config.n_layers):
-        layers.append(LayerWeights(
-            qkv=w(T.ATTN_QKV, b) if nomic else None,
-            q=None if nomic else w(T.ATTN_Q, b),
-            k=None if nomic else w(T.ATTN_K, b),
-            v=None if nomic else w(T.ATTN_V, b),
-            q_b=opt_vec(T.ATTN_Q_B, b), k_b=opt_vec(T.ATTN_K_B, b), v_b=opt_vec(T.ATTN_V_B, b),
-            out=w(T.ATTN_OUT, b), out_b=opt_vec(T.ATTN_OUT_B, b),
-            attn_norm_w=vec(T.ATTN_OUT_NORM_W, b), attn_norm_b=vec(T.ATTN_OUT_NORM_B, b),
-            up=w(T.FFN_UP, b), up_b=opt_vec(T.FFN_UP_B, b),
-            gate=w(T.FFN_GATE, b) if nomic else None,
-            down=w(T.FFN_DOWN, b), down_b=opt_vec(T.FFN_DOWN_B, b),
-            out_norm_w=vec(T.LAYER_OUT_NORM_W, b), out_norm_b=vec(T.LAYER_OUT_NORM_B, b),
-        ))
-    return layers
-
-
-class EncoderGraph:
-    """Forward pass of a BERT-family encoder on GGUF weights.
-
-    Implements the ``Backend`` contract (``lodevec.backend``): ``forward`` takes a
-    batch of token-id sequences and returns their mean-pooled, un-normalised vectors.
+class CpuBackend:
+    """Forward pass of a BERT-family encoder on GGUF weights (the ``Backend`` contract).
 
     Args:
         model: the opened GGUF model.
-        ops: array operations (``lodevec.kernels`` by default).
+        threads: compute threads (None: the process default at each call).
     """
 
-    is_padded = False
+    device = "cpu"
     max_batch_tokens = 8192
 
-    def __init__(self, model: GGUFModel, ops=None):
-        if ops is None:
-            from .. import kernels as ops
-        self.ops = ops
+    def __init__(self, model: GGUFModel, *, threads: int | None = None):
+        self._threads = runtime.check_threads(threads)
+        self.ops = bound_ops(self._threads)
         self.config: ModelConfig = model.config
+        self.arch = model.arch
         self.model = model
         self.token_embd = model.weight(T.TOKEN_EMBD)
         # every input is segment A: row 0 of the token-type table is added to each token
         self.type_row0 = self.ops.get_rows(model.weight(T.TOKEN_TYPES), np.zeros(1, dtype=np.int64))[0]
-        self.pos_embd = model.weight(T.POS_EMBD) if not self.config.uses_rope else None
+        self.pos_embd = None if self.arch.uses_rope else model.weight(T.POS_EMBD)
         self.embd_norm_w = model.vector(T.EMBD_NORM_W)
         self.embd_norm_b = model.vector(T.EMBD_NORM_B)
-        self.layers = _load_layers(model)
+        self.blocks: list[Block] = [self.arch.load_block(model, b) for b in range(self.config.n_layers)]
         self._rope_cache: dict[tuple[int, float], tuple[np.ndarray, np.ndarray]] = {}
+
+    @property
+    def threads(self) -> int:
+        """Threads one forward uses."""
+        return runtime.resolve(self._threads)
 
     # ------------------------------------------------------------------ chain
     def forward(self, batch: Sequence[Sequence[int]]) -> np.ndarray:
@@ -120,9 +86,9 @@ class EncoderGraph:
         offsets = np.concatenate([[0], np.cumsum(lengths)])
         rope = self.rope_tables(lengths)
         x = self.embed_tokens(ids, lengths)
-        for layer in self.layers:
-            x = self.layer(x, layer, offsets, rope)
-        return self.mean_pool(x, offsets)
+        for block in self.blocks:
+            x = self.block(x, block, offsets, rope)
+        return self.ops.segment_mean(x, offsets)  # mean over all tokens, [CLS] and [SEP] included
 
     def embed_tokens(self, ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """Token (+ position) + token-type-0 embeddings, then LayerNorm.  ``(N, H)``."""
@@ -135,44 +101,24 @@ class EncoderGraph:
             x += self.ops.get_rows(self.pos_embd, positions)
         return self.ops.layer_norm(x, self.embd_norm_w, self.embd_norm_b, self.config.layer_norm_eps)
 
-    def layer(self, x: np.ndarray, w: LayerWeights, offsets: np.ndarray,
+    def block(self, x: np.ndarray, w: Block, offsets: np.ndarray,
               rope: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
         """One post-norm transformer block: x = LN(x + attn(x)); x = LN(x + ffn(x))."""
         ops, eps = self.ops, self.config.layer_norm_eps
-        H = self.config.hidden
-        if w.qkv is not None:
-            qkv = ops.matmul(x, w.qkv)
-            q, k, v = qkv[:, :H], qkv[:, H:2 * H], qkv[:, 2 * H:]
-        else:
-            q = ops.matmul(x, w.q, w.q_b)
-            k = ops.matmul(x, w.k, w.k_b)
-            v = ops.matmul(x, w.v, w.v_b)
-        ctx = self.attention(q, k, v, offsets, rope)
+        q, k, v = w.qkv(ops, x, self.config.hidden)
+        # one kernel call for the whole unpadded batch: parallel over (sequence, head),
+        # rotary embedding fused in; q/k/v may be column slices of a fused projection
+        cos, sin = rope if rope is not None else (None, None)
+        ctx = ops.attention(q, k, v, offsets, self.config.n_heads, cos, sin)
         h = ops.matmul(ctx, w.out, w.out_b)
         x = ops.add_layer_norm(h, x, w.attn_norm_w, w.attn_norm_b, eps)
-        up = ops.matmul(x, w.up, w.up_b)
-        if w.gate is not None:
-            act = ops.swiglu(ops.matmul(x, w.gate), up)  # up * silu(gate)
-        else:
-            act = ops.gelu(up)
-        h = ops.matmul(act, w.down, w.down_b)
+        h = ops.matmul(w.ffn_inner(ops, x), w.down, w.down_b)
         return ops.add_layer_norm(h, x, w.out_norm_w, w.out_norm_b, eps)
-
-    def attention(self, q: np.ndarray, k: np.ndarray, v: np.ndarray, offsets: np.ndarray,
-                  rope: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-        """Bidirectional multi-head attention within each sequence.  ``(N, H)``.
-
-        One kernel call for the whole unpadded batch (``ops.attention``: parallel over
-        (sequence, head), rotary embedding fused in, scores in blocks of query rows);
-        ``q``/``k``/``v`` may be column slices of the fused QKV matrix.
-        """
-        cos, sin = rope if rope is not None else (None, None)
-        return self.ops.attention(q, k, v, offsets, self.config.n_heads, cos, sin)
 
     def rope_tables(self, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """Per-token cos/sin ``(N, d/2)`` (each token's position in its sequence), or
         None for a model without rotary embeddings.  Built once per forward."""
-        if not self.config.uses_rope:
+        if not self.arch.uses_rope:
             return None
         tables = [self.rope(int(n)) for n in lengths]
         if len(tables) == 1:
@@ -204,7 +150,3 @@ class EncoderGraph:
             self._rope_cache[key] = cached
         cos, sin = cached
         return cos[:n], sin[:n]
-
-    def mean_pool(self, x: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-        """Mean of each sequence's rows (all tokens, [CLS] and [SEP] included).  ``(B, H)``."""
-        return self.ops.segment_mean(x, offsets)

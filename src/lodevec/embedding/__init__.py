@@ -5,5 +5,6 @@ from __future__ import annotations
 
 from .embedder import Embedder
 from .encoder import EmbeddingResult, Encoder
+from .tokenized import Tokenized
 
-__all__ = ["Embedder", "Encoder", "EmbeddingResult"]
+__all__ = ["Embedder", "Encoder", "EmbeddingResult", "Tokenized"]

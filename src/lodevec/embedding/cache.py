@@ -8,6 +8,8 @@ from collections import OrderedDict
 
 import numpy as np
 
+from ..settings import DEFAULT_CACHE_ENTRIES
+
 
 def cache_key(model_digest: str, task: str, dim: int, text: str) -> bytes:
     """blake2b-128 of (model, task, dim, text); fields are length-framed so no two
@@ -27,7 +29,7 @@ class EmbeddingCache:
         max_entries: capacity; 0 disables the cache.
     """
 
-    def __init__(self, max_entries: int = 50_000):
+    def __init__(self, max_entries: int = DEFAULT_CACHE_ENTRIES):
         if max_entries < 0:
             raise ValueError(f"max_entries must be >= 0, got {max_entries}")
         self.max_entries = max_entries
@@ -49,9 +51,6 @@ class EmbeddingCache:
                     self.misses += 1
                 out.append(v)
         return out
-
-    def get(self, key: bytes) -> tuple[np.ndarray, int, bool] | None:
-        return self.get_many([key])[0]
 
     def put_many(self, items: list[tuple[bytes, tuple[np.ndarray, int, bool]]]) -> None:
         """Store many entries; vectors are stored read-only so callers cannot alter them."""

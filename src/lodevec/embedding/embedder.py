@@ -5,15 +5,16 @@ product's inputs (no empty texts); the store, the CLI and the server all embed t
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from .. import errors
+from ..settings import DEFAULT_CACHE_ENTRIES, DEFAULT_DEVICE
 from ..text.prompts import validate_task
 from .cache import EmbeddingCache, cache_key
 from .encoder import EmbeddingResult, Encoder
+from .tokenized import Tokenized
 
 
 class Embedder:
@@ -26,8 +27,8 @@ class Embedder:
         truncate: cut over-long texts (flagged) instead of raising ``TextError``.
     """
 
-    def __init__(self, encoder: Encoder, cache_size: int = 50_000, allow_empty: bool = False,
-                 truncate: bool = True):
+    def __init__(self, encoder: Encoder, cache_size: int = DEFAULT_CACHE_ENTRIES,
+                 allow_empty: bool = False, truncate: bool = True):
         self.encoder = encoder
         self.cache = EmbeddingCache(cache_size)
         self.allow_empty = allow_empty
@@ -35,32 +36,53 @@ class Embedder:
 
     @classmethod
     def from_gguf(cls, path: str | os.PathLike, *, threads: int | None = None,
-                  cache_size: int = 50_000, **kwargs) -> Embedder:
-        return cls(Encoder.from_gguf(path, threads=threads), cache_size=cache_size, **kwargs)
+                  device: str = DEFAULT_DEVICE, cache_size: int = DEFAULT_CACHE_ENTRIES,
+                  **kwargs) -> Embedder:
+        """Open a GGUF file and build the cached facade over an ``Encoder`` on ``device``."""
+        return cls(Encoder.from_gguf(path, threads=threads, device=device), cache_size=cache_size,
+                   **kwargs)
 
     @property
     def dim(self) -> int:
         return self.encoder.dim
 
-    @property
-    def model_path(self) -> Path:
-        return self.encoder.model.path
-
     def identity(self, dim: int | None = None) -> dict:
         return self.encoder.identity(dim)
 
-    def encode(self, texts: str | Sequence[str], task: str | None = None, dim: int | None = None,
-               batch_size: int = 32) -> EmbeddingResult:
-        """Like ``Encoder.encode`` (normalised), served from the cache where possible;
-        misses are computed in one call and stored together."""
+    def _checked(self, texts: str | Sequence[str]) -> list[str]:
+        """The texts as a list, refusing non-strings and (unless allowed) empty texts."""
         texts = [texts] if isinstance(texts, str) else list(texts)
-        task = validate_task(task)
-        dim = self.encoder.check_dim(dim)
         for i, t in enumerate(texts):
             if not isinstance(t, str):
                 raise errors.TextError(f"text {i} is {type(t).__name__}; expected str")
             if not self.allow_empty and not t.strip():
                 raise errors.TextError(f"text {i} is empty; there is nothing to embed")
+        return texts
+
+    def prepare(self, texts: str | Sequence[str], task: str | None = None,
+                dim: int | None = None) -> Tokenized:
+        """Validate the texts, task and dimension, prompt and tokenize once (for callers,
+        such as the server, that check token counts before embedding)."""
+        return self.encoder.prepare(self._checked(texts), task, dim)
+
+    def encode(self, texts: str | Sequence[str], task: str | None = None, dim: int | None = None,
+               batch_size: int = 32) -> EmbeddingResult:
+        """Like ``Encoder.encode`` (normalised), served from the cache where possible;
+        misses are tokenized and computed in one call and stored together."""
+        texts = self._checked(texts)
+        task = validate_task(task)
+        dim = self.encoder.check_dim(dim)
+        return self._cached(texts, task, dim, lambda miss: self.encoder.encode(
+            [texts[i] for i in miss], task, dim, batch_size))
+
+    def encode_tokens(self, tok: Tokenized, batch_size: int = 32) -> EmbeddingResult:
+        """Embed texts from :meth:`prepare`, served from the cache where possible."""
+        return self._cached(tok.texts, tok.task, tok.dim, lambda miss: self.encoder.encode_tokens(
+            tok.select(miss), batch_size))
+
+    def _cached(self, texts: list[str], task: str, dim: int,
+                compute: Callable[[list[int]], EmbeddingResult]) -> EmbeddingResult:
+        """Look the texts up in one batch, ``compute`` the misses in one call, store them."""
         if self.cache.max_entries:
             digest = self.encoder.model.digest  # sha256 of the file: computed once, only for the cache
             keys = [cache_key(digest, task, dim, t) for t in texts]
@@ -68,15 +90,15 @@ class Embedder:
         else:  # cache disabled: no file hash, no keys
             keys, found = [], [None] * len(texts)
         miss = [i for i, f in enumerate(found) if f is None]
-        out = np.empty((len(texts), dim), dtype=np.float32)
-        n_tokens, truncated = [0] * len(texts), [False] * len(texts)
         if miss:
-            res = self.encoder.encode([texts[i] for i in miss], task, dim, batch_size)
+            res = compute(miss)
             if keys:
                 self.cache.put_many([(keys[i], (res.embeddings[j], res.n_tokens[j], res.truncated[j]))
                                      for j, i in enumerate(miss)])
             for j, i in enumerate(miss):
                 found[i] = (res.embeddings[j], res.n_tokens[j], res.truncated[j])
+        out = np.empty((len(texts), dim), dtype=np.float32)
+        n_tokens, truncated = [0] * len(texts), [False] * len(texts)
         for i, (vec, n, trunc) in enumerate(found):
             if trunc and not self.truncate:
                 raise errors.TextError(

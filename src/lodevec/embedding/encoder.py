@@ -12,11 +12,12 @@ import numpy as np
 
 from .. import errors, kernels
 from ..backends import Backend, create_backend
-from ..gguf.constants import MATRYOSHKA_DIMS
 from ..gguf.model import GGUFModel
-from ..text.prompts import apply_prompt, prompts_for, validate_task
+from ..settings import DEFAULT_DEVICE
+from ..text.prompts import apply_prompt, validate_task
 from ..text.tokenizer import WordPieceTokenizer
 from .pooling import finish
+from .tokenized import Tokenized
 
 
 @dataclass
@@ -39,10 +40,11 @@ class Encoder:
 
     Args:
         model: an opened ``GGUFModel``.
-        threads: compute threads (default: all available cores).
-        device: backend name (``"cpu"``).
+        threads: compute threads of this encoder's backend (default: the process's,
+            ``LODEVEC_NUM_THREADS`` or all cores).
+        device: backend name (``"cpu"``; see ``lodevec.backends.DEVICES``).
         max_tokens: truncate inputs to this many tokens (default: the model's maximum,
-            8192 for nomic-bert with NTK rope scaling, the position table for BERT).
+            a multiple of the trained context for rotary models, the position table otherwise).
 
     Example:
         >>> enc = Encoder.from_gguf("nomic-embed-text-v1.5.Q4_K_M.gguf")
@@ -50,21 +52,18 @@ class Encoder:
         (1, 768)
     """
 
-    def __init__(self, model: GGUFModel, threads: int | None = None, device: str = "cpu",
+    def __init__(self, model: GGUFModel, threads: int | None = None, device: str = DEFAULT_DEVICE,
                  max_tokens: int | None = None):
         self.model = model
         self.config = model.config
-        if threads is not None:
-            if threads < 1:
-                raise ValueError(f"threads must be >= 1, got {threads}")
-            kernels.set_num_threads(threads)
         limit = model.config.max_tokens
         if max_tokens is not None and not 2 <= max_tokens <= limit:
             raise ValueError(f"max_tokens must be in 2..{limit} for {model.path.name}, got {max_tokens}")
         self.max_tokens = max_tokens or limit
         self.tokenizer = WordPieceTokenizer(model, self.max_tokens)
-        self.backend: Backend = create_backend(model, device)
-        self.prompts = prompts_for(model.config.architecture)
+        # the thread count belongs to this encoder's backend, not to the process
+        self.backend: Backend = create_backend(model, device, threads=threads)
+        self.prompts = dict(model.arch.prompts)
 
     @classmethod
     def from_gguf(cls, path: str | os.PathLike, **kwargs) -> Encoder:
@@ -79,17 +78,15 @@ class Encoder:
 
     @property
     def dims(self) -> tuple[int, ...]:
-        """Valid output dimensions: the full size, plus Matryoshka sizes for nomic."""
-        if self.config.architecture != "nomic-bert":
-            return (self.dim,)
-        return (self.dim, *(d for d in MATRYOSHKA_DIMS if d < self.dim))
+        """Valid output dimensions: the full size, plus the architecture's Matryoshka sizes."""
+        return (self.dim, *(d for d in self.model.arch.matryoshka_dims if d < self.dim))
 
     @property
     def info(self) -> dict:
         """Model facts (architecture, sizes, tensor types) plus the encoder's settings."""
         return {**self.model.info(), "dims": list(self.dims), "prompts": self.prompts,
-                "max_tokens_used": self.max_tokens, "threads": kernels.get_num_threads(),
-                "openmp": kernels.openmp_enabled()}
+                "max_tokens_used": self.max_tokens, "threads": self.backend.threads,
+                "openmp": kernels.openmp_enabled(), "device": self.backend.device}
 
     def identity(self, dim: int | None = None) -> dict:
         """What a store records to refuse vectors from another model."""
@@ -107,9 +104,8 @@ class Encoder:
         return int(dim)
 
     # ----------------------------------------------------------------- text -> ids
-    def prepare(self, texts: Sequence[str], task: str | None) -> list[str]:
-        """Texts with the task prefix applied (never twice)."""
-        task = validate_task(task)
+    def prompted(self, texts: Sequence[str], task: str) -> list[str]:
+        """Texts with the (validated) task's prefix applied, never twice."""
         out = []
         for i, t in enumerate(texts):
             if not isinstance(t, str):
@@ -117,10 +113,22 @@ class Encoder:
             out.append(apply_prompt(t, task, self.prompts))
         return out
 
+    def prepare(self, texts: str | Sequence[str], task: str | None = None,
+                dim: int | None = None) -> Tokenized:
+        """Validate ``task`` and ``dim``, prompt and tokenize once.
+
+        Returns:
+            ``Tokenized`` ids ``[CLS] ... [SEP]`` per text, truncated to ``max_tokens``.
+        """
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        dim = self.check_dim(dim)
+        task = validate_task(task)
+        encs = self.tokenizer.encode_batch(self.prompted(texts, task))
+        return Tokenized(texts, [e.ids for e in encs], [e.n_original for e in encs], task, dim)
+
     def tokenize(self, texts: str | Sequence[str], task: str | None = None) -> list[list[int]]:
         """Token ids ``[CLS] ... [SEP]`` per text, truncated to ``max_tokens``."""
-        texts = [texts] if isinstance(texts, str) else list(texts)
-        return [e.ids for e in self.tokenizer.encode_batch(self.prepare(texts, task))]
+        return self.prepare(texts, task).ids
 
     # ----------------------------------------------------------------- embedding
     def encode(self, texts: str | Sequence[str], task: str | None = None, dim: int | None = None,
@@ -137,16 +145,18 @@ class Encoder:
                 backend's token budget.
             normalize: L2-normalise (default True).
         """
-        texts = [texts] if isinstance(texts, str) else list(texts)
-        dim = self.check_dim(dim)
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        encs = self.tokenizer.encode_batch(self.prepare(texts, task))
-        pooled = np.empty((len(texts), self.dim), dtype=np.float32)
-        for idx in self._batches([len(e.ids) for e in encs], batch_size):
-            pooled[idx] = self.backend.forward([encs[i].ids for i in idx])
-        return EmbeddingResult(finish(pooled, dim, normalize),
-                               [len(e.ids) for e in encs], [e.truncated for e in encs])
+        _check_batch_size(batch_size)
+        return self.encode_tokens(self.prepare(texts, task, dim), batch_size, normalize)
+
+    def encode_tokens(self, tok: Tokenized, batch_size: int = 32,
+                      normalize: bool = True) -> EmbeddingResult:
+        """Embed texts already prepared by :meth:`prepare` (no second tokenization)."""
+        _check_batch_size(batch_size)
+        pooled = np.empty((len(tok), self.dim), dtype=np.float32)
+        lengths = tok.n_tokens
+        for idx in self._batches(lengths, batch_size):
+            pooled[idx] = self.backend.forward([tok.ids[i] for i in idx])
+        return EmbeddingResult(finish(pooled, tok.dim, normalize), lengths, tok.truncated)
 
     def embed(self, texts: str | Sequence[str], task: str | None = None, dim: int | None = None,
               batch_size: int = 32, normalize: bool = True) -> np.ndarray:
@@ -169,3 +179,8 @@ class Encoder:
         if cur:
             batches.append(np.asarray(cur))
         return batches
+
+
+def _check_batch_size(batch_size: int) -> None:
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")

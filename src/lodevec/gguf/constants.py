@@ -2,7 +2,8 @@
 
 Block layouts and type ids come from ``gguf.constants`` (the reference definitions);
 this module adds what lodevec needs on top: which types the kernels compute with,
-metadata keys and tensor-name templates per architecture.  ``tests/test_constants.py``
+metadata keys and tensor-name templates (which tensors each architecture reads is
+declared in ``lodevec.arch``).  ``tests/test_constants.py``
 checks the Cython kernels' block sizes against this table.
 """
 
@@ -12,8 +13,7 @@ from gguf.constants import GGML_QUANT_SIZES, GGUF_MAGIC, QK_K, GGMLQuantizationT
 
 __all__ = [
     "GGMLQuantizationType", "GGML_QUANT_SIZES", "GGUF_MAGIC", "QK_K",
-    "SUPPORTED_TYPES", "BLOCK_SIZE", "TYPE_SIZE", "Keys", "Tensors", "ARCHITECTURES",
-    "GGUF_VERSIONS", "NOMIC_PROMPTS", "TASKS", "MATRYOSHKA_DIMS",
+    "SUPPORTED_TYPES", "BLOCK_SIZE", "TYPE_SIZE", "Keys", "Tensors", "GGUF_VERSIONS",
 ]
 
 T = GGMLQuantizationType
@@ -74,8 +74,8 @@ class Tensors:
     EMBD_NORM_W = "token_embd_norm.weight"
     EMBD_NORM_B = "token_embd_norm.bias"
 
-    ATTN_QKV = "blk.{bid}.attn_qkv.weight"          # nomic-bert: fused Q|K|V
-    ATTN_Q = "blk.{bid}.attn_q.weight"              # bert
+    ATTN_QKV = "blk.{bid}.attn_qkv.weight"          # fused Q|K|V
+    ATTN_Q = "blk.{bid}.attn_q.weight"              # separate Q, K, V
     ATTN_K = "blk.{bid}.attn_k.weight"
     ATTN_V = "blk.{bid}.attn_v.weight"
     ATTN_Q_B = "blk.{bid}.attn_q.bias"
@@ -87,24 +87,8 @@ class Tensors:
     ATTN_OUT_NORM_B = "blk.{bid}.attn_output_norm.bias"
     FFN_UP = "blk.{bid}.ffn_up.weight"
     FFN_UP_B = "blk.{bid}.ffn_up.bias"
-    FFN_GATE = "blk.{bid}.ffn_gate.weight"          # nomic-bert: SwiGLU gate
+    FFN_GATE = "blk.{bid}.ffn_gate.weight"          # SwiGLU gate
     FFN_DOWN = "blk.{bid}.ffn_down.weight"
     FFN_DOWN_B = "blk.{bid}.ffn_down.bias"
     LAYER_OUT_NORM_W = "blk.{bid}.layer_output_norm.weight"
     LAYER_OUT_NORM_B = "blk.{bid}.layer_output_norm.bias"
-
-
-#: Architectures whose graph lodevec implements.
-ARCHITECTURES = ("nomic-bert", "bert")
-
-#: nomic task prefixes.  ``none`` means the text is used exactly as given.
-NOMIC_PROMPTS: dict[str, str] = {
-    "search_query": "search_query: ",
-    "search_document": "search_document: ",
-    "clustering": "clustering: ",
-    "classification": "classification: ",
-}
-TASKS = ("none", *NOMIC_PROMPTS)
-
-#: Matryoshka dimensions nomic-embed-text-v1.5 was trained for.
-MATRYOSHKA_DIMS = (768, 512, 256, 128, 64)

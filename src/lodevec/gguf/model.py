@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import arch as _arch
 from .. import errors
 from .constants import (
-    ARCHITECTURES,
     GGUF_MAGIC,
     GGUF_VERSIONS,
     SUPPORTED_TYPES,
@@ -42,7 +42,7 @@ class ModelConfig:
     n_heads: int
     context_length: int
     layer_norm_eps: float
-    rope_base: float | None  # nomic-bert only
+    rope_base: float | None  # rotary architectures only
     pooling_type: int
     vocab_size: int
     file_type: int | None
@@ -52,14 +52,18 @@ class ModelConfig:
         return self.hidden // self.n_heads
 
     @property
+    def arch(self) -> _arch.Architecture:
+        return _arch.REGISTRY[self.architecture]
+
+    @property
     def uses_rope(self) -> bool:
-        return self.architecture == "nomic-bert"
+        return self.arch.uses_rope
 
     @property
     def max_tokens(self) -> int:
-        """Longest input the model accepts: 4x the trained context with NTK rope
-        scaling for rotary models (8192 for nomic), the position table for BERT."""
-        return self.context_length * 4 if self.uses_rope else self.context_length
+        """Longest input the model accepts: a multiple of the trained context with NTK
+        rope scaling for rotary models (8192 for nomic), the position table otherwise."""
+        return self.arch.max_tokens(self.context_length)
 
 
 class GGUFModel:
@@ -84,6 +88,11 @@ class GGUFModel:
         self.special = special
         self.lowercase = lowercase
 
+    @property
+    def arch(self) -> _arch.Architecture:
+        """The architecture (``lodevec.arch``) whose graph runs this file."""
+        return self.config.arch
+
     # ------------------------------------------------------------------ opening
     @classmethod
     def open(cls, path: str | os.PathLike) -> GGUFModel:
@@ -99,10 +108,11 @@ class GGUFModel:
         fields = reader.fields
 
         arch = _get(path, fields, Keys.ARCHITECTURE, str)
-        if arch not in ARCHITECTURES:
+        graph = _arch.get(arch)
+        if graph is None:
             raise errors.UnsupportedArchitectureError(
                 path, f"architecture {arch!r} (key {Keys.ARCHITECTURE}) is not supported; "
-                f"expected one of {', '.join(ARCHITECTURES)}")
+                f"expected one of {', '.join(_arch.ARCHITECTURES)}")
 
         def key(template: str) -> str:
             return template.format(arch=arch)
@@ -115,9 +125,9 @@ class GGUFModel:
         else:
             token_types = np.ones(len(tokens), dtype=np.int32)
         tok_model = _get(path, fields, Keys.TOKENIZER_MODEL, str)
-        if tok_model != "bert":
+        if tok_model != graph.tokenizer_model:
             raise errors.MetadataError(
-                path, f"{Keys.TOKENIZER_MODEL} is {tok_model!r}; expected 'bert' (WordPiece)")
+                path, f"{Keys.TOKENIZER_MODEL} is {tok_model!r}; expected {graph.tokenizer_model!r} (WordPiece)")
 
         hidden = _get(path, fields, key(Keys.EMBEDDING_LENGTH), int)
         n_heads = _get(path, fields, key(Keys.HEAD_COUNT), int)
@@ -135,7 +145,7 @@ class GGUFModel:
             context_length=_positive(path, fields, key(Keys.CONTEXT_LENGTH)),
             layer_norm_eps=float(_get(path, fields, key(Keys.LAYERNORM_EPS), float)),
             rope_base=(float(_get(path, fields, key(Keys.ROPE_FREQ_BASE), float))
-                       if arch == "nomic-bert" else None),
+                       if graph.uses_rope else None),
             pooling_type=_get(path, fields, key(Keys.POOLING_TYPE), int, default=1),
             vocab_size=len(tokens),
             file_type=_get(path, fields, Keys.FILE_TYPE, int, default=None),
@@ -276,37 +286,8 @@ def _positive(path: Path, fields, key: str) -> int:
 
 def _required(config: ModelConfig) -> dict[str, tuple[int, ...]]:
     """Every tensor the graph reads, with its shape as (rows, cols) or (n,)."""
-    H, F, V = config.hidden, config.ffn, config.vocab_size
-    T = Tensors
-    need: dict[str, tuple[int, ...]] = {
-        T.TOKEN_EMBD: (V, H),
-        T.TOKEN_TYPES: (-1, H),  # 1 or 2 rows; row 0 is added
-        T.EMBD_NORM_W: (H,),
-        T.EMBD_NORM_B: (H,),
-    }
-    if config.architecture == "bert":
-        need[T.POS_EMBD] = (config.context_length, H)
-    for b in range(config.n_layers):
-        def n(t: str, b=b) -> str:
-            return t.format(bid=b)
-        need[n(T.ATTN_OUT)] = (H, H)
-        need[n(T.ATTN_OUT_NORM_W)] = (H,)
-        need[n(T.ATTN_OUT_NORM_B)] = (H,)
-        need[n(T.LAYER_OUT_NORM_W)] = (H,)
-        need[n(T.LAYER_OUT_NORM_B)] = (H,)
-        need[n(T.FFN_UP)] = (F, H)
-        need[n(T.FFN_DOWN)] = (H, F)
-        if config.architecture == "nomic-bert":
-            need[n(T.ATTN_QKV)] = (3 * H, H)
-            need[n(T.FFN_GATE)] = (F, H)
-        else:
-            for w, bias in ((T.ATTN_Q, T.ATTN_Q_B), (T.ATTN_K, T.ATTN_K_B), (T.ATTN_V, T.ATTN_V_B)):
-                need[n(w)] = (H, H)
-                need[n(bias)] = (H,)
-            need[n(T.ATTN_OUT_B)] = (H,)
-            need[n(T.FFN_UP_B)] = (F,)
-            need[n(T.FFN_DOWN_B)] = (H,)
-    return need
+    return config.arch.required_tensors(config.hidden, config.ffn, config.vocab_size,
+                                        config.context_length, config.n_layers)
 
 
 def _collect_tensors(path: Path, config: ModelConfig, found: dict) -> dict[str, QuantTensor]:

@@ -1,8 +1,11 @@
-"""Task prefixes ("prompts") of nomic embedding models, kept in one table."""
+"""Task prefixes ("prompts"): which tasks exist and how a text is prefixed for one.
+
+Each architecture declares its own prefixes (``lodevec.arch``); this module applies them.
+"""
 
 from __future__ import annotations
 
-from ..gguf.constants import NOMIC_PROMPTS, TASKS
+from ..arch import TASKS
 
 
 def validate_task(task: str | None) -> str:
@@ -20,8 +23,3 @@ def apply_prompt(text: str, task: str, prompts: dict[str, str]) -> str:
     if not prefix or any(text.startswith(p) for p in prompts.values()):
         return text
     return prefix + text
-
-
-def prompts_for(architecture: str) -> dict[str, str]:
-    """The prefixes a model was trained with: nomic's four tasks, none for plain BERT."""
-    return dict(NOMIC_PROMPTS) if architecture == "nomic-bert" else {}

@@ -1,0 +1,131 @@
+"""Run-time state of the kernels: thread count, OpenMP, the matmul arithmetic, what was
+compiled in.  The process default comes from ``settings`` (``LODEVEC_NUM_THREADS``,
+``LODEVEC_MATMUL``); every kernel also takes ``threads=`` per call, which is how a
+backend uses its own count without changing the process's.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from .. import settings
+from .._kernels import matmul as _mm
+from .._kernels import qmatmul as _qmm
+from .._kernels import quant as _quant
+
+
+def _default_threads() -> int:
+    n = settings.num_threads()
+    if n is not None:
+        return n if _quant.openmp_enabled() else 1
+    return max(1, int(_quant.omp_max_threads()))
+
+
+_lock = threading.Lock()
+#: the process's thread count; None until first asked (the environment is read then)
+_num_threads: int | None = None
+
+
+def openmp_enabled() -> bool:
+    """Whether the kernels were compiled with OpenMP (else they run on one thread).
+
+    Returns:
+        True when built with OpenMP (``LODEVEC_NO_OPENMP`` unset on Linux).
+    """
+    return bool(_quant.openmp_enabled())
+
+
+def set_num_threads(n: int) -> None:
+    """Set the number of threads every kernel uses from now on (process-wide).
+
+    Args:
+        n: Thread count, >= 1.  Ignored (stays 1) when OpenMP is not compiled in.
+
+    Raises:
+        ValueError: ``n`` is not an integer >= 1.
+    """
+    global _num_threads
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"set_num_threads: expected an integer >= 1, got {n!r}")
+    with _lock:
+        _num_threads = int(n) if openmp_enabled() else 1
+
+
+def get_num_threads() -> int:
+    """The number of threads kernels use.
+
+    Returns:
+        The current thread count (1 without OpenMP).
+    """
+    global _num_threads
+    if _num_threads is None:
+        with _lock:
+            if _num_threads is None:
+                _num_threads = _default_threads()
+    return _num_threads
+
+
+def kernel_info() -> dict[str, object]:
+    """What was compiled in: ISA of the micro-kernels and their tile sizes.
+
+    Returns:
+        ``{"isa": "avx512" | "avx2" | "scalar", "dot_tile": (MR, NR),
+        "panel_tile": (NX, MW), "openmp": bool, "threads": int}``.
+    """
+    isa, mr, nr, nx, mw = _mm.micro_kernel()
+    return {"isa": isa, "dot_tile": (mr, nr), "panel_tile": (nx, mw),
+            "openmp": openmp_enabled(), "threads": get_num_threads()}
+
+
+def resolve(threads: int | None) -> int:
+    """The thread count of one kernel call: ``threads`` if given, else the process's."""
+    if threads is None:
+        return get_num_threads()
+    return int(threads) if openmp_enabled() else 1
+
+
+def check_threads(threads: int | None) -> int | None:
+    """Validate a per-backend thread count (None: the process default at each call).
+
+    Raises:
+        ValueError: not an integer >= 1.
+    """
+    if threads is None:
+        return None
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    return int(threads) if openmp_enabled() else 1
+
+
+#: None until first asked (``LODEVEC_MATMUL`` is read then)
+_matmul_mode: str | None = None
+#: whether the int8-activation kernels were compiled for this CPU (VNNI)
+int8_available = bool(_qmm.available())
+
+
+def set_matmul_mode(mode: str) -> None:
+    """Choose the matmul arithmetic (process-wide).
+
+    Args:
+        mode: ``"auto"`` (default): int8 activations with VNNI integer dot products
+            on Q4_K / Q6_K / Q8_0 weights (K a multiple of 256), like llama.cpp;
+            exact float32 for every other type.  ``"f32"``: always the exact float32
+            path.  The default comes from the ``LODEVEC_MATMUL`` environment variable.
+
+    Raises:
+        ValueError: unknown mode.
+    """
+    global _matmul_mode
+    if mode not in settings.MATMUL_MODES:
+        raise ValueError(f"set_matmul_mode: expected one of {settings.MATMUL_MODES}, got {mode!r}")
+    _matmul_mode = mode
+
+
+def get_matmul_mode() -> str:
+    """The current matmul mode, ``"auto"`` or ``"f32"``."""
+    global _matmul_mode
+    if _matmul_mode is None:
+        _matmul_mode = settings.matmul_mode()
+    return _matmul_mode
