@@ -231,6 +231,27 @@ def test_concurrent_requests_are_batched(server, ref):
     assert batches < 16 and after["max_batch_size"] > 1, after
 
 
+def test_a_request_is_tokenized_once(server, client, ref, monkeypatch):
+    """One /v1/embeddings request: the tokenizer runs once, and the batcher's call gets
+    those token ids (no second tokenization, no second prefix)."""
+    svc = server.app.state.service
+    tokenizer = svc.embedder.encoder.tokenizer
+    tokenized, queued = [], []
+    encode_batch, fn = tokenizer.encode_batch, svc.batcher.fn
+    monkeypatch.setattr(tokenizer, "encode_batch",
+                        lambda texts, *a: (tokenized.append(list(texts)), encode_batch(texts, *a))[1])
+    monkeypatch.setattr(tokenizer, "count", lambda texts: pytest.fail("tokenized a second time"))
+    monkeypatch.setattr(svc.batcher, "fn", lambda tok: (queued.append(tok), fn(tok))[1])
+    texts = ["tokenized once", "and only once"]
+    r = client.post("/v1/embeddings", json={"input": texts, "task": "search_query"})
+    assert r.status_code == 200, r.text
+    assert tokenized == [["search_query: tokenized once", "search_query: and only once"]]
+    (tok,) = queued
+    assert tok.texts == texts and tok.ids == ref.encoder.tokenize(texts, "search_query")
+    assert r.json()["usage"]["prompt_tokens"] == sum(len(i) for i in tok.ids)
+    assert close([d["embedding"] for d in r.json()["data"]], ref.embed(texts, task="search_query"))
+
+
 # ============================================================================ observability
 def test_health_info_metrics(client, server):
     assert client.get("/health").json() == {"status": "ok"}
@@ -337,7 +358,7 @@ def test_overload_unavailable_and_graceful_shutdown(emb, ref, tmp_path):
     svc = app.state.service
     gate = threading.Event()
     encode = svc.batcher.fn
-    svc.batcher.fn = lambda texts, task, dim: (gate.wait(30), encode(texts, task, dim))[1]
+    svc.batcher.fn = lambda tok: (gate.wait(30), encode(tok))[1]
     srv = BackgroundServer(app).start()
     results: dict[str, httpx.Response] = {}
 

@@ -13,14 +13,7 @@ from __future__ import annotations
 from .app import create_app
 from .errors import ERROR_TABLE
 from .limits import Limits
-from .run import (
-    BackgroundServer,
-    add_arguments,
-    limits_from_args,
-    parse_addr,
-    serve,
-    serve_from_args,
-)
+from .run import BackgroundServer, add_arguments, parse_addr, serve, serve_from_args
 
 __all__ = ["ERROR_TABLE", "BackgroundServer", "Limits", "add_arguments", "create_app",
-           "limits_from_args", "parse_addr", "serve", "serve_from_args"]
+           "parse_addr", "serve", "serve_from_args"]

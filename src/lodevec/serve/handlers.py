@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .. import __version__, errors
-from ..gguf.constants import TASKS
+from ..arch import TASKS
 from . import metrics
 from .errors import DocumentNotFound, ValidationFailed
 from .responses import json_response, render_embeddings, result_dict
@@ -32,7 +32,7 @@ async def embeddings(svc: Service, request: Request) -> Response:
     req = EmbeddingsRequest.parse(await read_json(request, svc.limits.max_body_bytes), svc.rules)
     res = await svc.embed(req.texts, req.task, req.dim, req.truncate)
     n_tokens = int(sum(res.n_tokens))
-    out = {"object": "list", "data": None, "model": req.model or svc.encoder.model.path.name,
+    out = {"object": "list", "data": None, "model": req.model or svc.model_name,
            "usage": {"prompt_tokens": n_tokens, "total_tokens": n_tokens}}
     headers = {}
     cut = [i for i, t in enumerate(res.truncated) if t]
@@ -125,8 +125,8 @@ async def info(svc: Service, request: Request) -> Response:
         resident = svc.collection.resident_info()
     enc = svc.encoder
     return json_response({
-        "model": enc.model.path.name, "architecture": enc.config.architecture,
-        "dimension": svc.dim, "dims": list(enc.dims), "max_tokens": enc.max_tokens,
+        "model": svc.model_name, "architecture": enc.config.architecture,
+        "dimension": svc.dim, "dims": list(enc.dims), "max_tokens": svc.max_tokens,
         "tasks": list(TASKS), "collection": svc.collection_name if svc.collection else None,
         "db": svc.db_uri, "rows": rows, "version": __version__, "status": svc.phase,
         "uptime_s": round(time.time() - svc.started_at, 3),
@@ -137,7 +137,7 @@ async def info(svc: Service, request: Request) -> Response:
 
 async def metrics_page(svc: Service, request: Request) -> Response:
     """``GET /metrics``: Prometheus text format."""
-    text = metrics.render(model=svc.encoder.model.path.name, dim=svc.dim, up=svc.phase == "ready",
+    text = metrics.render(model=svc.model_name, dim=svc.dim, up=svc.phase == "ready",
                           http=svc.metrics, batcher=svc.batcher, cache=svc.embedder.cache.stats(),
                           pending_writes=svc.pending_writes)
     return Response(text, 200, media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from .. import errors
-from ..gguf.constants import TASKS
+from ..arch import TASKS
 from .errors import BodyTooLarge, InvalidJSON, TooManyInputs, ValidationFailed
 
 __all__ = ["MISSING", "EmbeddingsRequest", "Rules", "SearchRequest", "UpsertRequest",

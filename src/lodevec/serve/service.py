@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -19,7 +20,7 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 
 from .. import errors
-from ..embedding.embedder import Embedder, EmbeddingResult
+from ..embedding import Embedder, EmbeddingResult, Tokenized
 from .batcher import DynamicBatcher
 from .errors import InputTooLong, NoCollection, TooManyTokens
 from .limits import Limits
@@ -50,7 +51,10 @@ class Service:
     def __init__(self, embedder: Embedder, db_uri: str | None, collection: str,
                  dim: int | None, limits: Limits):
         self.embedder = embedder
+        # model facts the routes report; the one place the server looks past the facade
         self.encoder = embedder.encoder
+        self.model_name = self.encoder.model.path.name
+        self.max_tokens = self.encoder.max_tokens
         self.db_uri = None if db_uri is None else str(db_uri)
         self.collection_name = collection
         self.dim = self.encoder.check_dim(dim)
@@ -64,8 +68,10 @@ class Service:
         self.phase = "starting"
         self.collection = None
         self.startup_error: BaseException | None = None
+        # the batcher's call (worker thread): the cache, then one forward of the misses
         self.batcher = DynamicBatcher(
-            self._encode, max_batch_size=limits.max_batch_size,
+            functools.partial(embedder.encode_tokens, batch_size=limits.max_batch_size),
+            max_batch_size=limits.max_batch_size,
             max_batch_tokens=limits.max_batch_tokens or self.encoder.backend.max_batch_tokens,
             max_wait=limits.max_wait_ms / 1000, max_queue=limits.max_queue,
             arrivals=lambda: self.arriving)
@@ -140,16 +146,9 @@ class Service:
         return self.collection
 
     # ------------------------------------------------------------------ embedding
-    def _encode(self, texts: list[str], task: str, dim: int) -> EmbeddingResult:
-        """The batcher's call (worker thread)."""
-        return self.embedder.encode(texts, task, dim, batch_size=self.limits.max_batch_size)
-
-    def _count_tokens(self, texts: list[str], task: str) -> list[int]:
-        return self.encoder.tokenizer.count(self.encoder.prepare(texts, task))
-
     async def embed(self, texts: list[str], task: str, dim: int, truncate: bool,
                     what: str = "input") -> EmbeddingResult:
-        """Embed through the batcher after checking the token limits.
+        """Prompt and tokenize once, check the token limits, embed through the batcher.
 
         Raises:
             InputTooLong: a text is over the model's maximum and may not be truncated.
@@ -157,28 +156,31 @@ class Service:
             QueueFull, BatcherClosed: from the batcher.
         """
         if sum(len(t) for t in texts) < 8192:
-            counts = self._count_tokens(texts, task)
+            tok = self.embedder.prepare(texts, task, dim)
         else:  # tokenizing megabytes would stall the event loop
-            counts = await run_in_threadpool(self._count_tokens, texts, task)
-        max_tokens = self.encoder.max_tokens
+            tok = await run_in_threadpool(self.embedder.prepare, texts, task, dim)
+        self._check_tokens(tok, truncate, what)
+        arrival = _ARRIVAL.get(None)
+        if arrival is not None:
+            arrival.close()
+        res = await self.batcher.submit(tok)
+        self.metrics.tokens += sum(res.n_tokens)
+        self.metrics.texts += len(texts)
+        return res
+
+    def _check_tokens(self, tok: Tokenized, truncate: bool, what: str) -> None:
+        max_tokens = self.max_tokens
         if not (truncate and self.embedder.truncate):
             hint = "send \"truncate\": true" if self.embedder.truncate else "this server does not truncate"
-            for i, n in enumerate(counts):
+            for i, n in enumerate(tok.n_original):
                 if n > max_tokens:
                     raise InputTooLong(
                         f"{what}[{i}] has {n} tokens, more than the model's maximum of {max_tokens}; "
                         f"shorten it or {hint}", what)
-        total = sum(min(n, max_tokens) for n in counts)
+        total = sum(tok.n_tokens)  # after truncation
         if total > self.limits.max_request_tokens:
             raise TooManyTokens(f"the request has {total} tokens; at most "
                                 f"{self.limits.max_request_tokens} per request", what)
-        arrival = _ARRIVAL.get(None)
-        if arrival is not None:
-            arrival.close()
-        res = await self.batcher.submit(texts, task, dim, [min(n, max_tokens) for n in counts])
-        self.metrics.tokens += sum(res.n_tokens)
-        self.metrics.texts += len(texts)
-        return res
 
     # ------------------------------------------------------------------ store writes
     async def write(self, fn: Callable, *args) -> Any:
