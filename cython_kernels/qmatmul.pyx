@@ -1,14 +1,14 @@
 # cython: language_level=3
-"""y = x @ dequant(W).T + bias with int8 activations (small n), AVX-512 VNNI.
+"""y = x @ dequant(W).T + bias with int8 activations (any n), AVX-512 VNNI.
 
-The llama.cpp scheme for few tokens: x is quantized once per call, per row, into
+The llama.cpp scheme: x is quantized once per call, per row, into
 Q8_K-style blocks (int8 values, one f32 scale per 256, int16 sums per 16) in a
 shared buffer; then output rows (weight rows) are split statically over the
 threads: each weight row is unpacked once into u8 quants + per-lane scales (a few
 KiB, L1) and dotted with every x row by VPDPBUSD (lv_q8.h).  Work items (x row
 block, 32 weight rows) are split statically: contiguous ranges, so the two
-threads' output tiles meet once (handing them out dynamically measured 1.35x
-instead of 1.85x on 2 threads at n = 16: false sharing of out); each output element is computed
+threads' output tiles meet once (handing them out dynamically scaled far worse on 2
+threads: false sharing of out, see docs/performance.md); each output element is computed
 by one thread with a fixed sequence of operations, so results depend neither on
 the thread count nor on n (a row's result is the same alone or in a batch).  Supported weight
 types: Q4_K, Q6_K, Q8_0 with K a multiple of 256; everything else stays on the

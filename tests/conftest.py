@@ -85,3 +85,19 @@ def run_together(target, argsets, timeout: float = 120) -> None:
     for p in procs:
         p.join(timeout)
     assert [p.exitcode for p in procs] == [0] * len(procs)
+
+
+@pytest.fixture(scope="session")
+def encoders():
+    """``encoders(path)``: one ``Encoder`` per model file for the whole run."""
+    from lodevec.embedding import Encoder
+
+    cache: dict[str, Encoder] = {}
+
+    def get(path):
+        key = str(path)
+        if key not in cache:
+            cache[key] = Encoder.from_gguf(path)
+        return cache[key]
+
+    return get

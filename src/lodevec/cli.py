@@ -15,7 +15,8 @@ from pathlib import Path
 
 from . import errors
 from .arch import TASKS
-from .bench.search import CONFIGS  # (numpy only, already loaded by .constants)
+from .bench.search import CONFIGS
+from .settings import DEFAULT_CACHE_ENTRIES, DEFAULT_COLLECTION, DEFAULT_DEVICE
 
 EXIT_OK, EXIT_FAIL, EXIT_INPUT = 0, 1, 2
 
@@ -79,10 +80,10 @@ def _read_records(path: str | None, stdin, require_text: bool = True) -> Iterato
 
 
 def _open_encoder(args):
-    from .embedding.embedder import Encoder
+    from .embedding import Encoder
     from .hub import resolve_model
 
-    return Encoder.from_gguf(resolve_model(args.model), threads=args.threads)
+    return Encoder.from_gguf(resolve_model(args.model), threads=args.threads, device=args.device)
 
 
 def _print_json(obj, out) -> None:
@@ -91,10 +92,10 @@ def _print_json(obj, out) -> None:
 
 # ------------------------------------------------------------------------ commands
 def cmd_embed(args, out) -> int:
-    from .embedding.embedder import Embedder
+    from .embedding import Embedder
 
     records = list(_read_records(args.input, sys.stdin))
-    emb = Embedder(_open_encoder(args), cache_size=0 if args.no_cache else 50_000)
+    emb = Embedder(_open_encoder(args), cache_size=0 if args.no_cache else DEFAULT_CACHE_ENTRIES)
     for lineno, rec in records:
         if not rec["text"].strip():
             raise errors.RecordError(f"{args.input or '<stdin>'}:{lineno}: text is empty")
@@ -166,43 +167,14 @@ def cmd_bench(args, out) -> int:
 
 
 # ------------------------------------------------------------------------ store commands
-def _open_collection(args, create: bool):
+def _open_session(args, create: bool):
     """The collection plus an embedder for the model recorded with it (or --model)."""
-    from .embedding.embedder import Embedder
-    from .hub import resolve_model
+    from .session import open_session
     from .store import Database
 
-    db = Database(args.db, resident=False)
-    stored = None
-    if not create or db.exists(args.collection):
-        stored = db.open(args.collection).identity
-    model = args.model
-    if model is None and stored is not None:
-        model = _recorded_model(stored)
-    emb = Embedder.from_gguf(resolve_model(model), threads=args.threads)
-    dim = getattr(args, "dim", None)
-    if dim is None and stored is not None and stored.get("digest") == emb.encoder.model.digest:
-        dim = stored.get("dim")  # same model: keep the table's Matryoshka size
-    identity = emb.identity(dim)
-    coll = db.create_or_open(args.collection, identity=identity) if create \
-        else db.open(args.collection, identity=identity)
-    return coll, emb
-
-
-def _recorded_model(identity: dict):
-    """The model file recorded with a table: its path if it still exists, else its name
-    looked up in the model cache."""
-    path = identity.get("path")
-    if path and Path(path).exists():
-        return path
-    from .hub import cached_models
-
-    for p in cached_models():
-        if p.name == identity.get("model"):
-            return p
-    raise errors.ModelNotFoundError(
-        f"the collection was made with {identity.get('model')!r}, which is neither at "
-        f"{path!r} nor in the model cache; pass --model FILE")
+    return open_session(Database(args.db, resident=False), args.collection, model=args.model,
+                        create=create, dim=getattr(args, "dim", None), threads=args.threads,
+                        device=args.device)
 
 
 def _progress_bar(args):
@@ -230,11 +202,12 @@ def cmd_index(args, out) -> int:
     records = None
     if args.input:
         records = [rec for _, rec in _read_records(args.input, sys.stdin, require_text=False)]
-    coll, emb = _open_collection(args, create=True)
+    session = _open_session(args, create=True)
+    coll, emb = session.collection, session.embedder
     update, close = _progress_bar(args)
     try:
         ix = Indexer(coll, emb, chunk_tokens=args.chunk_tokens, overlap=args.overlap,
-                     batch_size=args.batch_size, progress=update, dim=coll.dim if coll.dim != emb.dim else None)
+                     batch_size=args.batch_size, progress=update, dim=session.dim)
         if records is not None:
             summary = ix.index_records(records, source=args.input if args.input != "-" else "<stdin>")
         if args.paths:
@@ -256,8 +229,8 @@ def cmd_index(args, out) -> int:
 
 
 def cmd_search(args, out) -> int:
-    coll, emb = _open_collection(args, create=False)
-    q = emb.embed(args.query, task="search_query", dim=coll.dim if coll.dim != emb.dim else None)
+    session = _open_session(args, create=False)
+    coll, q = session.collection, session.embed_query(args.query)
     mode = "hybrid" if args.hybrid else "vector"
     results = coll.search(q, k=args.k, where=args.where, query_text=args.query, mode=mode,
                           exact=args.exact)
@@ -311,16 +284,15 @@ def cmd_optimize(args, out) -> int:
 
 
 def cmd_serve(args, out) -> int:
-    from .embedding.embedder import Embedder
+    from .embedding import Embedder
     from .hub import resolve_model
     from .serve import app as server
+    from .session import model_for
     from .store import Database
 
-    model = args.model
     db = Database(args.db, resident=False) if args.db else None
-    if model is None and db is not None and db.exists(args.collection):
-        model = _recorded_model(db.open(args.collection).identity)
-    emb = Embedder.from_gguf(resolve_model(model), threads=args.threads)
+    emb = Embedder.from_gguf(resolve_model(model_for(db, args.collection, args.model)),
+                             threads=args.threads, device=args.device)
     server.serve_from_args(emb, args.db, args)
     return EXIT_OK
 
@@ -336,6 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--model", "-m", required=required,
                         help="GGUF file (default: $LODEVEC_MODEL, else the model in the cache)")
         sp.add_argument("--threads", "-t", type=_positive, default=None, help="compute threads (default: all cores)")
+        sp.add_argument("--device", default=DEFAULT_DEVICE, help=f"compute backend (default: {DEFAULT_DEVICE})")
 
     sp = sub.add_parser("embed", help="embed JSON Lines {\"id\", \"text\"} -> {\"id\", \"embedding\", ...}")
     model_args(sp)
@@ -381,7 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     def db_args(sp):
         sp.add_argument("--db", required=True, help="database folder (or s3://... URI)")
-        sp.add_argument("--collection", default="default", help="table name (default: default)")
+        sp.add_argument("--collection", default=DEFAULT_COLLECTION,
+                        help=f"table name (default: {DEFAULT_COLLECTION})")
 
     sp = sub.add_parser("index", help="index files/folders (or --input records) into --db")
     db_args(sp)
@@ -466,8 +440,6 @@ def main(argv: list[str] | None = None, out=None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        return EXIT_OK
 
 
 def console_main() -> None:

@@ -38,7 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import __version__
+from . import __version__, settings
 from .errors import DownloadError, InputError, LodevecError, ModelNotFoundError
 
 __all__ = [
@@ -63,7 +63,6 @@ _STAGING = ".staging"
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
 _CHUNK = 1 << 20
 _METADATA_TIMEOUT = 10.0  # seconds for the HEAD request that fetches the file metadata
-_TRUE = {"1", "ON", "YES", "TRUE"}
 
 
 @dataclass(frozen=True)
@@ -95,13 +94,7 @@ def cache_dir() -> Path:
         ``$LODEVEC_CACHE`` if set, else ``$XDG_CACHE_HOME/lodevec`` (when that is an
         absolute path, as the XDG spec requires), else ``~/.cache/lodevec``.
     """
-    env = os.environ.get("LODEVEC_CACHE")
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    if xdg and os.path.isabs(xdg):
-        return Path(xdg) / "lodevec"
-    return Path.home() / ".cache" / "lodevec"
+    return settings.cache_dir()
 
 
 def models_dir(cache: str | os.PathLike | None = None) -> Path:
@@ -131,7 +124,7 @@ def load_manifest() -> list[ManifestEntry]:
         InputError: ``$LODEVEC_MANIFEST`` cannot be read or is malformed.
         LodevecError: the packaged manifest is missing or malformed (a broken install).
     """
-    override = os.environ.get("LODEVEC_MANIFEST")
+    override = settings.manifest_override()
     if override:
         path = Path(override).expanduser()
         where = f"$LODEVEC_MANIFEST={override}"
@@ -316,25 +309,6 @@ def _check_file(path: Path, name: str, size: int | None, sha256: str, url: str) 
 
 
 # ------------------------------------------------------------------------- download
-def _offline() -> bool:
-    flag = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
-    return flag.strip().upper() in _TRUE
-
-
-def _endpoint() -> str:
-    # huggingface_hub reads HF_ENDPOINT once, at import; read it now and pass it explicitly.
-    return (os.environ.get("HF_ENDPOINT") or "").strip().rstrip("/") or DEFAULT_ENDPOINT
-
-
-def _hf_cache() -> str | None:
-    """huggingface_hub's own cache (it may already hold the file), from the environment now."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return os.environ["HF_HUB_CACHE"]
-    if os.environ.get("HF_HOME"):
-        return os.path.join(os.environ["HF_HOME"], "hub")
-    return None  # the library default
-
-
 def _as_sha256(etag: str | None) -> str | None:
     """The SHA-256 in a Hub ETag (LFS files), or ``None`` (git blobs carry a SHA-1)."""
     if not etag:
@@ -429,7 +403,7 @@ def pull(quant: str = DEFAULT_QUANT, *, cache: str | os.PathLike | None = None,
     dest = dest_dir / entry.file
     if not force and _verified_local(entry, dest):
         return dest
-    if _offline():
+    if settings.hub_offline():
         state = "is not verified" if dest.exists() else "is not"
         raise DownloadError(
             f"{entry.file} {state} in the cache {dest_dir} and HF_HUB_OFFLINE is set, "
@@ -438,7 +412,7 @@ def pull(quant: str = DEFAULT_QUANT, *, cache: str | os.PathLike | None = None,
 
     from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
 
-    endpoint = _endpoint()
+    endpoint = settings.hub_endpoint(DEFAULT_ENDPOINT)
     url = hf_hub_url(entry.repo, entry.file, revision=entry.revision, endpoint=endpoint)
     try:
         # No retries here: an unreachable endpoint fails in one round trip (hf_hub_download
@@ -482,7 +456,7 @@ def pull(quant: str = DEFAULT_QUANT, *, cache: str | os.PathLike | None = None,
     try:
         got = Path(hf_hub_download(
             entry.repo, entry.file, revision=revision, local_dir=staging, endpoint=endpoint,
-            cache_dir=_hf_cache(), force_download=force, library_name="lodevec",
+            cache_dir=settings.hf_cache(), force_download=force, library_name="lodevec",
             library_version=__version__, **_quiet_kwargs(progress, hf_hub_download),
         ))
     except Exception as e:  # mapped by class name; the original is chained
@@ -557,7 +531,7 @@ def resolve_model(model: str | os.PathLike | None = None) -> Path:
     """
     if model is not None and os.fspath(model) != "":
         return _existing(model, "")
-    env = os.environ.get("LODEVEC_MODEL")
+    env = settings.default_model()
     if env:
         return _existing(env, " (from $LODEVEC_MODEL)")
     found = cached_models()

@@ -46,8 +46,23 @@ class Embedder:
     def dim(self) -> int:
         return self.encoder.dim
 
+    @property
+    def digest(self) -> str:
+        """sha256 of the model file: what stores and caches key on."""
+        return self.encoder.model.digest
+
+    @property
+    def max_tokens(self) -> int:
+        """Longest input (special tokens included) before truncation."""
+        return self.encoder.max_tokens
+
     def identity(self, dim: int | None = None) -> dict:
         return self.encoder.identity(dim)
+
+    def token_spans(self, text: str) -> list[tuple[int, int]]:
+        """Character span of each word piece of ``text`` (no prefix, no special tokens):
+        what chunking cuts at."""
+        return self.encoder.tokenizer.offsets(text)
 
     def _checked(self, texts: str | Sequence[str]) -> list[str]:
         """The texts as a list, refusing non-strings and (unless allowed) empty texts."""

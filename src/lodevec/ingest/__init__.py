@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
-from .indexer import Indexer, IndexSummary, chunk_text, walk_files
+from ..text.chunking import chunk_text
+from .indexer import Indexer, IndexSummary
+from .walk import read_text, walk_files
 
-__all__ = ["Indexer", "IndexSummary", "chunk_text", "walk_files"]
+__all__ = ["Indexer", "IndexSummary", "chunk_text", "read_text", "walk_files"]

@@ -11,18 +11,14 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import errors
 from ..store import content_hash
-
-#: files larger than this are skipped with a note (logs, dumps, data files)
-MAX_FILE_BYTES = 8 * 1024 * 1024
-#: folders never walked into
-SKIP_DIRS = {".git", ".hg", ".svn", "__pycache__", "node_modules", ".venv", "venv", ".tox",
-             ".mypy_cache", ".pytest_cache", ".ruff_cache", ".lance"}
+from ..text.chunking import chunk_text
+from .walk import read_text, walk_files
 
 
 @dataclass
@@ -58,113 +54,12 @@ class Chunk:
 
 
 # ---------------------------------------------------------------------- walking
-def _gitignore_specs(root: Path):
-    """A matcher for every .gitignore under ``root`` (and the root's own parents' none)."""
-    import pathspec
-
-    specs: list[tuple[Path, pathspec.PathSpec]] = []
-
-    def load(folder: Path) -> None:
-        gi = folder / ".gitignore"
-        if gi.is_file():
-            try:
-                lines = gi.read_text(encoding="utf-8", errors="replace").splitlines()
-            except OSError:
-                return
-            specs.append((folder, pathspec.GitIgnoreSpec.from_lines(lines)))
-
-    def ignored(path: Path, is_dir: bool) -> bool:
-        for folder, spec in specs:
-            try:
-                rel = path.relative_to(folder).as_posix()
-            except ValueError:
-                continue
-            if spec.match_file(rel + ("/" if is_dir else "")):
-                return True
-        return False
-
-    return load, ignored
-
-
-def walk_files(paths: Iterable[str | os.PathLike], skip: Callable[[Path], bool] | None = None
-               ) -> Iterator[Path]:
-    """Files under ``paths`` (files given directly are always included), in sorted
-    order, honouring ``.gitignore`` files and skipping VCS/cache folders."""
-    for p in paths:
-        root = Path(p)
-        if not root.exists():
-            raise errors.InputError(f"{root}: no such file or directory")
-        if root.is_file():
-            yield root.resolve()
-            continue
-        load, ignored = _gitignore_specs(root)
-        for dirpath, dirnames, filenames in os.walk(root):
-            here = Path(dirpath)
-            load(here)
-            dirnames[:] = sorted(d for d in dirnames
-                                 if d not in SKIP_DIRS and not ignored(here / d, True)
-                                 and not (skip and skip(here / d)))
-            for name in sorted(filenames):
-                f = here / name
-                if name == ".gitignore" or ignored(f, False) or not f.is_file():
-                    continue
-                yield f.resolve()
-
-
-def read_text(path: Path) -> tuple[str | None, str | None]:
-    """(text, None) for a UTF-8 text file, (None, reason) for anything to skip."""
-    try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            return None, f"larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB"
-        data = path.read_bytes()
-    except OSError as e:
-        return None, f"cannot read: {e.strerror or e}"
-    if b"\x00" in data[:8192]:
-        return None, "binary file"
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        return None, f"not valid UTF-8 ({e.reason} at byte {e.start})"
-    if not text.strip():
-        return None, "empty file"
-    return text, None
-
-
-# ---------------------------------------------------------------------- chunking
-def chunk_text(text: str, offsets: list[tuple[int, int]], chunk_tokens: int, overlap: int
-               ) -> list[str]:
-    """Split ``text`` into windows of ``chunk_tokens`` word pieces overlapping by
-    ``overlap``, cut at token boundaries (``offsets`` are each piece's char span).
-    A window is widened to the start of its first line when that costs no tokens,
-    so chunks of code and notes start at a line start more often."""
-    if not offsets or len(offsets) <= chunk_tokens:
-        return [text.strip()] if text.strip() else []
-    step = max(1, chunk_tokens - overlap)
-    chunks = []
-    for start in range(0, len(offsets), step):
-        end = min(start + chunk_tokens, len(offsets))
-        a = offsets[start][0]
-        line_start = text.rfind("\n", 0, a) + 1
-        prev_end = offsets[start - 1][1] if start else 0
-        if line_start >= prev_end:
-            a = line_start
-        b = offsets[end - 1][1]
-        piece = text[a:b].strip()
-        if piece:
-            chunks.append(piece)
-        if end == len(offsets):
-            break
-    return chunks
-
-
-# ---------------------------------------------------------------------- indexing
 class Indexer:
     """Index files or records into a collection through the cached embedder.
 
     Args:
         collection: a ``lodevec.store.Collection`` opened with the embedder's identity.
-        embedder: a ``lodevec.embedder.Embedder``.
+        embedder: a ``lodevec.embedding.Embedder``.
         chunk_tokens: word pieces per chunk (prefix and specials not counted).
         overlap: word pieces shared by consecutive chunks.
         batch_size: chunks embedded and written per batch.
@@ -178,7 +73,7 @@ class Indexer:
             raise ValueError(f"chunk_tokens must be >= 8, got {chunk_tokens}")
         if not 0 <= overlap < chunk_tokens:
             raise ValueError(f"overlap must be in 0..{chunk_tokens - 1}, got {overlap}")
-        limit = embedder.encoder.max_tokens - 16  # room for [CLS], [SEP] and the task prefix
+        limit = embedder.max_tokens - 16  # room for [CLS], [SEP] and the task prefix
         if chunk_tokens > limit:
             raise ValueError(f"chunk_tokens must be <= {limit} for this model, got {chunk_tokens}")
         self.collection = collection
@@ -201,7 +96,6 @@ class Indexer:
         db_path = Path(str(self.collection.uri)).resolve() if "://" not in str(self.collection.uri) else None
         skip = (lambda p: p.resolve() == db_path) if db_path else None
         seen: set[str] = set()
-        tok = self.embedder.encoder.tokenizer
         self._stored = self.collection.hashes_by_source()  # one scan, not one query per file
         for f in walk_files(paths, skip):
             source = str(f)
@@ -214,7 +108,7 @@ class Indexer:
                     self.summary.chunks_removed += self.collection.delete_sources([source])
                 self._tick()
                 continue
-            pieces = chunk_text(text, tok.offsets(text), self.chunk_tokens, self.overlap)
+            pieces = chunk_text(text, self.embedder.token_spans(text), self.chunk_tokens, self.overlap)
             chunks = [Chunk(f"{source}#{i}", t, source, i, {"path": source}, content_hash(t))
                       for i, t in enumerate(pieces)]
             self._add_source(source, chunks)

@@ -10,11 +10,11 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import gguf
 import gguf.quants
 import numpy as np
 import pytest
 
+import gguf
 from lodevec import kernels
 from lodevec._kernels import matmul as _mm
 from lodevec._kernels import quant as _quant
@@ -22,7 +22,7 @@ from lodevec.gguf.constants import BLOCK_SIZE, SUPPORTED_TYPES, TYPE_SIZE, GGMLQ
 from lodevec.gguf.tensors import QuantTensor
 
 T = GGMLQuantizationType
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 QUANT_TYPES = [t for t in SUPPORTED_TYPES if t not in (T.F32, T.F16)]
 
 # Byte offsets of the f16 scale fields inside one block (from the GGML block

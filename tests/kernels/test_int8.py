@@ -12,12 +12,12 @@ from __future__ import annotations
 import gguf.quants
 import numpy as np
 import pytest
+from test_kernels import random_raw
 
 from lodevec import kernels
 from lodevec._kernels import qmatmul as _qmm
 from lodevec.gguf.constants import GGMLQuantizationType
 from lodevec.gguf.tensors import QuantTensor
-from test_kernels import random_raw
 
 T = GGMLQuantizationType
 INT8_TYPES = [T.Q4_K, T.Q6_K, T.Q8_0]
