@@ -63,6 +63,23 @@ class _Job:
     n_tokens: list[int] = field(default_factory=list)
     truncated: list[bool] = field(default_factory=list)
 
+    def fill(self, start: int, end: int, res: EmbeddingResult, off: int) -> None:
+        """Texts ``start:end`` came back as rows ``off:`` of a batch's ``res``; the
+        request is answered once all its texts have."""
+        if self.future.done():  # the client gave up, or an earlier slice failed
+            return
+        n = len(self.tok)
+        if self.embeddings is None:
+            self.embeddings = np.empty((n, self.tok.dim), dtype=np.float32)
+            self.n_tokens, self.truncated = [0] * n, [False] * n
+        k = end - start
+        self.embeddings[start:end] = res.embeddings[off:off + k]
+        self.n_tokens[start:end] = res.n_tokens[off:off + k]
+        self.truncated[start:end] = res.truncated[off:off + k]
+        self.done += k
+        if self.done == n:
+            self.future.set_result(EmbeddingResult(self.embeddings, self.n_tokens, self.truncated))
+
 
 @dataclass(eq=False)
 class _Group:
@@ -266,7 +283,7 @@ class DynamicBatcher:
             if not group.jobs:
                 del self._groups[key]
             if batch:
-                await self._run(batch, key)
+                await self._run(batch)
 
     def _full(self, group: _Group) -> bool:
         return group.items >= self.max_batch_size or group.tokens >= self.max_batch_tokens
@@ -317,9 +334,8 @@ class DynamicBatcher:
                 break
         return batch
 
-    async def _run(self, batch: list[tuple[_Job, int, int]], key: tuple[str, int]) -> None:
+    async def _run(self, batch: list[tuple[_Job, int, int]]) -> None:
         loop = asyncio.get_running_loop()
-        dim = key[1]
         part = Tokenized.concat([job.tok.select(range(s, e)) for job, s, e in batch])
         now = loop.time()
         for job, s, _ in batch:
@@ -334,7 +350,7 @@ class DynamicBatcher:
             if len({id(job) for job, _, _ in batch}) > 1:
                 # one bad request must not fail its neighbours: retry each on its own
                 for part in batch:
-                    await self._run([part], key)
+                    await self._run([part])
                 return
             job = batch[0][0]
             if not job.future.done():
@@ -353,19 +369,8 @@ class DynamicBatcher:
         self.batch_tokens.observe(sum(n for job, s, e in batch for n in job.tokens[s:e]))
         off = 0
         for job, s, e in batch:
-            n = e - s
-            if not job.future.done():
-                if job.embeddings is None:
-                    job.embeddings = np.empty((len(job.tok), dim), dtype=np.float32)
-                    job.n_tokens = [0] * len(job.tok)
-                    job.truncated = [False] * len(job.tok)
-                job.embeddings[s:e] = res.embeddings[off:off + n]
-                job.n_tokens[s:e] = res.n_tokens[off:off + n]
-                job.truncated[s:e] = res.truncated[off:off + n]
-                job.done += n
-                if job.done == len(job.tok):
-                    job.future.set_result(EmbeddingResult(job.embeddings, job.n_tokens, job.truncated))
-            off += n
+            job.fill(s, e, res, off)
+            off += e - s
 
     def stats(self) -> dict:
         """Counters for tests and ``/info``."""
