@@ -93,3 +93,12 @@ class QueryError(StoreError, InputError):
 
 class RecordError(InputError):
     """An input record is malformed (no text, bad id, bad metadata)."""
+
+
+# --- the server's embedding queue ----------------------------------------------------
+class QueueFull(LodevecError):
+    """The embedding queue is full: the server is overloaded (HTTP 429, retry later)."""
+
+
+class BatcherClosed(LodevecError):
+    """The embedding queue is not running: the server is starting or stopping (HTTP 503)."""

@@ -1,11 +1,13 @@
 """Dynamic batching: texts from concurrent requests share one model forward.
 
-A forward over 16 short texts costs little more than a forward over one, so a
-server that runs each request on its own makes 16 concurrent clients wait ~16x
-the single latency.  ``DynamicBatcher`` queues the texts of every request, and as
-soon as the first one arrives waits a few milliseconds (``max_wait``) for others,
-then runs one embedding call over up to ``max_batch_size`` texts / ``max_batch_tokens``
-tokens in a worker thread (the kernels release the GIL, so the event loop keeps
+A forward over many short texts costs little more than a forward over one, so a
+server that runs each request on its own makes concurrent clients wait about as many
+times the single latency as there are clients.  ``DynamicBatcher`` queues the
+requests' token ids (``Tokenized``: prompted and tokenized once, by the server, as
+TEI's queue carries ids), and as soon as the first one arrives waits a few
+milliseconds (``max_wait``) for others, then runs one embedding call over up to
+``max_batch_size`` texts / ``max_batch_tokens`` tokens (counted from the real ids) in a
+worker thread (the kernels release the GIL, so the event loop keeps
 accepting requests meanwhile).  While that forward runs, new requests pile up and
 form the next batch, so under load batches fill without any waiting at all.
 
@@ -15,8 +17,8 @@ forward the next batch lingers a little (a fifth of the forward's time, at most
 ``20 * max_wait``) while fewer texts are queued than the forward held, so the
 clients it just answered get into the next forward together.
 
-Texts are grouped by ``(task, dim)`` because one call embeds with one task prefix and
-one output dimension.  Big requests are cut into slices and served round-robin with
+Requests are grouped by ``(task, dim)`` because one call embeds with one task and one
+output dimension; a batch is the group's slices joined with ``Tokenized.concat``.  Big requests are cut into slices and served round-robin with
 the others, so one 2000-text request does not stall every small one behind it.
 
 Everything except the model call runs on the event loop: no locks needed.
@@ -25,69 +27,33 @@ Everything except the model call runs on the event loop: no locks needed.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..embedding.embedder import EmbeddingResult
+from ..embedding import EmbeddingResult, Tokenized
+from ..errors import BatcherClosed, QueueFull
+from .metrics import Histogram
 
-__all__ = ["BatcherClosed", "DynamicBatcher", "Histogram", "QueueFull"]
+__all__ = ["BatcherClosed", "DynamicBatcher", "QueueFull"]
 
 log = logging.getLogger(__name__)
 
-#: ``fn(texts, task, dim) -> EmbeddingResult``: the embedding call one batch makes.
-EmbedFn = Callable[[list[str], str, int], EmbeddingResult]
-
-
-class QueueFull(Exception):
-    """The queue holds ``max_queue`` texts already: the server is overloaded (HTTP 429)."""
-
-
-class BatcherClosed(Exception):
-    """The batcher is shutting down or not started (HTTP 503)."""
-
-
-class Histogram:
-    """A cumulative histogram in the Prometheus sense (fixed upper bounds, sum, count).
-
-    Args:
-        buckets: increasing upper bounds; ``+Inf`` is implied.
-    """
-
-    def __init__(self, buckets: Sequence[float]):
-        self.buckets = tuple(float(b) for b in buckets)
-        self.counts = [0] * (len(self.buckets) + 1)  # last one is +Inf
-        self.sum = 0.0
-        self.count = 0
-
-    def observe(self, value: float) -> None:
-        self.counts[bisect.bisect_left(self.buckets, value)] += 1
-        self.sum += value
-        self.count += 1
-
-    def cumulative(self) -> list[tuple[str, int]]:
-        """``(le, count)`` pairs, cumulative, ending with ``+Inf``."""
-        out, total = [], 0
-        for bound, n in zip((*self.buckets, float("inf")), self.counts, strict=True):
-            total += n
-            out.append(("+Inf" if bound == float("inf") else f"{bound:g}", total))
-        return out
+#: ``fn(tok) -> EmbeddingResult``: the embedding call one batch makes.
+EmbedFn = Callable[[Tokenized], EmbeddingResult]
 
 
 @dataclass(eq=False)
 class _Job:
     """The texts of one request, filled in as their slices come back."""
 
-    texts: list[str]
-    tokens: list[int]
-    task: str
-    dim: int
+    tok: Tokenized
+    tokens: list[int]  # forward tokens per text (the batch budget)
     future: asyncio.Future
     enqueued: float
     ready: float  # when it joined (or re-joined) the back of its group: fairness key
@@ -96,6 +62,23 @@ class _Job:
     embeddings: np.ndarray | None = None
     n_tokens: list[int] = field(default_factory=list)
     truncated: list[bool] = field(default_factory=list)
+
+    def fill(self, start: int, end: int, res: EmbeddingResult, off: int) -> None:
+        """Texts ``start:end`` came back as rows ``off:`` of a batch's ``res``; the
+        request is answered once all its texts have."""
+        if self.future.done():  # the client gave up, or an earlier slice failed
+            return
+        n = len(self.tok)
+        if self.embeddings is None:
+            self.embeddings = np.empty((n, self.tok.dim), dtype=np.float32)
+            self.n_tokens, self.truncated = [0] * n, [False] * n
+        k = end - start
+        self.embeddings[start:end] = res.embeddings[off:off + k]
+        self.n_tokens[start:end] = res.n_tokens[off:off + k]
+        self.truncated[start:end] = res.truncated[off:off + k]
+        self.done += k
+        if self.done == n:
+            self.future.set_result(EmbeddingResult(self.embeddings, self.n_tokens, self.truncated))
 
 
 @dataclass(eq=False)
@@ -111,8 +94,8 @@ class DynamicBatcher:
     """Collect embedding requests into batched calls run in one worker thread.
 
     Args:
-        fn: ``fn(texts, task, dim) -> EmbeddingResult``, e.g. a wrapper of
-            ``Embedder.encode``; called from the worker thread, one call at a time.
+        fn: ``fn(tok) -> EmbeddingResult``, e.g. a wrapper of ``Embedder.encode_tokens``;
+            called from the worker thread, one call at a time.
         max_batch_size: most texts per call.
         max_batch_tokens: most tokens per call (a single longer text still goes alone).
         max_wait: seconds to wait after the first queued text for others to join.
@@ -124,9 +107,9 @@ class DynamicBatcher:
         name: thread-name prefix of the worker.
 
     Example:
-        >>> b = DynamicBatcher(lambda t, task, d: emb.encode(t, task, d))
+        >>> b = DynamicBatcher(emb.encode_tokens)
         >>> await b.start()
-        >>> res = await b.submit(["hello"], "search_query", 768)
+        >>> res = await b.submit(emb.prepare(["hello"], "search_query"))
         >>> await b.close()
     """
 
@@ -205,16 +188,11 @@ class DynamicBatcher:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     # ------------------------------------------------------------------ submit
-    async def submit(self, texts: Sequence[str], task: str, dim: int,
-                     tokens: Sequence[int] | None = None) -> EmbeddingResult:
-        """Embed ``texts`` as part of whatever batch they land in.
+    async def submit(self, tok: Tokenized) -> EmbeddingResult:
+        """Embed one request's texts as part of whatever batch they land in.
 
         Args:
-            texts: the request's texts (validated by the caller).
-            task: task prefix name.
-            dim: output dimension.
-            tokens: token count per text, for the batch budget (estimated from the
-                length when not given).
+            tok: the request's texts, prompted and tokenized (``Embedder.prepare``).
 
         Returns:
             The request's own ``EmbeddingResult``, in the order given.
@@ -226,26 +204,22 @@ class DynamicBatcher:
         """
         if self._task is None or self._closing:
             raise BatcherClosed("the embedding queue is not running (server starting or stopping)")
-        texts = list(texts)
-        if not texts:
-            return EmbeddingResult(np.empty((0, dim), dtype=np.float32), [], [])
+        if not len(tok):
+            return EmbeddingResult(np.empty((0, tok.dim), dtype=np.float32), [], [])
         # a request bigger than the whole queue is still taken when the queue is empty,
         # else it could never succeed
-        if self._pending and self._pending + len(texts) > self.max_queue:
+        if self._pending and self._pending + len(tok) > self.max_queue:
             self.rejected += 1
             raise QueueFull(f"the embedding queue is full ({self._pending} texts waiting, "
                             f"at most {self.max_queue}); retry later")
-        if tokens is None:
-            # ~4 characters per token for English; only the batch budget uses it
-            tokens = [len(t) // 4 + 2 for t in texts]
         loop = asyncio.get_running_loop()
         now = loop.time()
-        job = _Job(texts, [max(1, int(n)) for n in tokens], task, dim, loop.create_future(), now, now)
-        group = self._groups.setdefault((task, dim), _Group())
+        job = _Job(tok, [max(1, n) for n in tok.n_tokens], loop.create_future(), now, now)
+        group = self._groups.setdefault((tok.task, tok.dim), _Group())
         group.jobs.append(job)
-        group.items += len(texts)
+        group.items += len(tok)
         group.tokens += sum(job.tokens)
-        self._pending += len(texts)
+        self._pending += len(tok)
         self.requests += 1
         assert self._wakeup is not None
         self._wakeup.set()
@@ -283,8 +257,9 @@ class DynamicBatcher:
             # Wait for company, unless the batch is full: until max_wait after the first
             # text arrived, and after a forward for a linger (a fraction of its time) while
             # fewer texts are queued than it held -- the clients it answered tend to send
-            # their next request at once, and without the linger 16 closed-loop clients
-            # split into two cohorts that never share a forward.  A lone client is never
+            # their next request at once, and without the linger closed-loop clients
+            # split into two cohorts that never share a forward (docs/performance.md,
+            # "Server").  A lone client is never
             # held up by the linger: its one text is as many as the last batch had.
             linger = min(max(self.max_wait, 0.2 * self._last_seconds), 20 * self.max_wait)
             first_deadline = group.jobs[0].ready + self.max_wait
@@ -308,7 +283,7 @@ class DynamicBatcher:
             if not group.jobs:
                 del self._groups[key]
             if batch:
-                await self._run(batch, key)
+                await self._run(batch)
 
     def _full(self, group: _Group) -> bool:
         return group.items >= self.max_batch_size or group.tokens >= self.max_batch_tokens
@@ -323,7 +298,7 @@ class DynamicBatcher:
             group = self._groups[key]
             for job in [j for j in group.jobs if j.future.done()]:
                 group.jobs.remove(job)
-                rest = len(job.texts) - job.taken
+                rest = len(job.tok) - job.taken
                 group.items -= rest
                 group.tokens -= sum(job.tokens[job.taken:])
                 self._pending -= rest
@@ -337,7 +312,7 @@ class DynamicBatcher:
         while group.jobs and n < self.max_batch_size:
             job = group.jobs[0]
             start = end = job.taken
-            while end < len(job.texts) and n < self.max_batch_size:
+            while end < len(job.tok) and n < self.max_batch_size:
                 t = job.tokens[end]
                 if n and tokens + t > self.max_batch_tokens:
                     break
@@ -352,31 +327,30 @@ class DynamicBatcher:
             group.tokens -= sum(job.tokens[start:end])
             self._pending -= end - start
             group.jobs.popleft()
-            if job.taken < len(job.texts):
+            if job.taken < len(job.tok):
                 # the rest of a big job goes to the back: other requests get a turn
                 job.ready = asyncio.get_running_loop().time()
                 group.jobs.append(job)
                 break
         return batch
 
-    async def _run(self, batch: list[tuple[_Job, int, int]], key: tuple[str, int]) -> None:
+    async def _run(self, batch: list[tuple[_Job, int, int]]) -> None:
         loop = asyncio.get_running_loop()
-        task, dim = key
-        texts = [t for job, s, e in batch for t in job.texts[s:e]]
+        part = Tokenized.concat([job.tok.select(range(s, e)) for job, s, e in batch])
         now = loop.time()
         for job, s, _ in batch:
             if s == 0:
                 self.queue_wait.observe(now - job.enqueued)
-        self.in_flight = len(texts)
+        self.in_flight = len(part)
         t0 = time.perf_counter()
         try:
-            res = await loop.run_in_executor(self._executor, self.fn, texts, task, dim)
+            res = await loop.run_in_executor(self._executor, self.fn, part)
         except Exception as exc:  # noqa: BLE001 - the error belongs to the requests
             self.failed_batches += 1
             if len({id(job) for job, _, _ in batch}) > 1:
                 # one bad request must not fail its neighbours: retry each on its own
                 for part in batch:
-                    await self._run([part], key)
+                    await self._run([part])
                 return
             job = batch[0][0]
             if not job.future.done():
@@ -386,28 +360,17 @@ class DynamicBatcher:
             self.in_flight = 0
             self._last_end = loop.time()
         self._last_seconds = time.perf_counter() - t0
-        self._last_size = len(texts)
+        self._last_size = len(part)
         self.forward_seconds.observe(self._last_seconds)
         self.batches += 1
-        self.inputs += len(texts)
-        self.max_batch_seen = max(self.max_batch_seen, len(texts))
-        self.batch_sizes.observe(len(texts))
+        self.inputs += len(part)
+        self.max_batch_seen = max(self.max_batch_seen, len(part))
+        self.batch_sizes.observe(len(part))
         self.batch_tokens.observe(sum(n for job, s, e in batch for n in job.tokens[s:e]))
         off = 0
         for job, s, e in batch:
-            n = e - s
-            if not job.future.done():
-                if job.embeddings is None:
-                    job.embeddings = np.empty((len(job.texts), dim), dtype=np.float32)
-                    job.n_tokens = [0] * len(job.texts)
-                    job.truncated = [False] * len(job.texts)
-                job.embeddings[s:e] = res.embeddings[off:off + n]
-                job.n_tokens[s:e] = res.n_tokens[off:off + n]
-                job.truncated[s:e] = res.truncated[off:off + n]
-                job.done += n
-                if job.done == len(job.texts):
-                    job.future.set_result(EmbeddingResult(job.embeddings, job.n_tokens, job.truncated))
-            off += n
+            job.fill(s, e, res, off)
+            off += e - s
 
     def stats(self) -> dict:
         """Counters for tests and ``/info``."""

@@ -24,11 +24,10 @@ import numpy as np
 import pytest
 
 from conftest import NOMIC
-from lodevec.embedding import Embedder, EmbeddingResult, Encoder
-from lodevec.serve.app import BackgroundServer, Limits, create_app, parse_addr
-from lodevec.serve.batcher import BatcherClosed, DynamicBatcher, QueueFull
+from lodevec.embedding import Embedder, Encoder
+from lodevec.serve import BackgroundServer, Limits, create_app, parse_addr
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MODEL = NOMIC / "tiny-nomic-v1.5.Q4_K_M.gguf"
 MAX_TOKENS = 64
 HAVE_STORE = importlib.util.find_spec("lodevec.store") is not None
@@ -232,45 +231,25 @@ def test_concurrent_requests_are_batched(server, ref):
     assert batches < 16 and after["max_batch_size"] > 1, after
 
 
-def test_batcher_slices_and_isolates_errors():
-    def fn(texts, task, dim):
-        if any("bad" in t for t in texts):
-            raise ValueError("bad text")
-        calls.append(len(texts))
-        vecs = np.array([[float(t.split()[-1])] * dim for t in texts], dtype=np.float32)
-        return EmbeddingResult(vecs, [len(t) for t in texts], [False] * len(texts))
-
-    async def run():
-        b = DynamicBatcher(fn, max_batch_size=8, max_wait=0.02, max_queue=200)
-        await b.start()
-        big = b.submit([f"t {i}" for i in range(20)], "none", 2)
-        small = b.submit(["s 100"], "none", 2)
-        bad = b.submit(["bad 1"], "none", 2)
-        other_task = b.submit(["q 7"], "search_query", 2)
-        out = await asyncio.gather(big, small, bad, other_task, return_exceptions=True)
-        await b.close()
-        with pytest.raises(BatcherClosed):
-            await b.submit(["x 1"], "none", 2)
-        # the queue bound: 429 material, except for a request arriving at an empty queue
-        b = DynamicBatcher(fn, max_wait=0.2, max_queue=3)
-        await b.start()
-        first = asyncio.ensure_future(b.submit(["a 1", "a 2"], "none", 2))
-        await asyncio.sleep(0.01)
-        with pytest.raises(QueueFull):
-            await b.submit(["b 1", "b 2"], "none", 2)
-        await first
-        assert (await b.submit([f"c {i}" for i in range(5)], "none", 2)).embeddings.shape == (5, 2)
-        stats = b.stats()
-        await b.close()
-        return out, stats
-
-    calls: list[int] = []
-    (big, small, bad, other), stats = asyncio.run(run())
-    assert big.embeddings[:, 0].tolist() == list(range(20))  # reassembled in order
-    assert small.embeddings[0, 0] == 100 and other.embeddings[0, 0] == 7
-    assert isinstance(bad, ValueError)  # only the bad request failed
-    assert max(calls) <= 8 and sum(calls) == 22 + 2 + 5
-    assert stats["rejected"] == 1
+def test_a_request_is_tokenized_once(server, client, ref, monkeypatch):
+    """One /v1/embeddings request: the tokenizer runs once, and the batcher's call gets
+    those token ids (no second tokenization, no second prefix)."""
+    svc = server.app.state.service
+    tokenizer = svc.embedder.encoder.tokenizer
+    tokenized, queued = [], []
+    encode_batch, fn = tokenizer.encode_batch, svc.batcher.fn
+    monkeypatch.setattr(tokenizer, "encode_batch",
+                        lambda texts, *a: (tokenized.append(list(texts)), encode_batch(texts, *a))[1])
+    monkeypatch.setattr(tokenizer, "count", lambda texts: pytest.fail("tokenized a second time"))
+    monkeypatch.setattr(svc.batcher, "fn", lambda tok: (queued.append(tok), fn(tok))[1])
+    texts = ["tokenized once", "and only once"]
+    r = client.post("/v1/embeddings", json={"input": texts, "task": "search_query"})
+    assert r.status_code == 200, r.text
+    assert tokenized == [["search_query: tokenized once", "search_query: and only once"]]
+    (tok,) = queued
+    assert tok.texts == texts and tok.ids == ref.encoder.tokenize(texts, "search_query")
+    assert r.json()["usage"]["prompt_tokens"] == sum(len(i) for i in tok.ids)
+    assert close([d["embedding"] for d in r.json()["data"]], ref.embed(texts, task="search_query"))
 
 
 # ============================================================================ observability
@@ -379,7 +358,7 @@ def test_overload_unavailable_and_graceful_shutdown(emb, ref, tmp_path):
     svc = app.state.service
     gate = threading.Event()
     encode = svc.batcher.fn
-    svc.batcher.fn = lambda texts, task, dim: (gate.wait(30), encode(texts, task, dim))[1]
+    svc.batcher.fn = lambda tok: (gate.wait(30), encode(tok))[1]
     srv = BackgroundServer(app).start()
     results: dict[str, httpx.Response] = {}
 
@@ -511,3 +490,23 @@ def test_parse_addr():
     assert parse_addr("[::1]:81") == ("::1", 81)
     with pytest.raises(ValueError, match="HOST:PORT"):
         parse_addr("localhost:http")
+
+
+def test_serve_options(monkeypatch):
+    """``lodevec serve``'s options reach ``serve``: limits, and ``--cache-size`` (which the
+    removed ``python -m lodevec.server`` had) sizes the embedder's cache."""
+    import argparse
+
+    from lodevec.serve import add_arguments, run, serve_from_args
+
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    args = p.parse_args(["--addr", ":9001", "--cache-size", "0", "--max-queue", "7", "--no-truncate"])
+    got = {}
+    monkeypatch.setattr(run, "serve", lambda emb, db, host, port, **kw: got.update(
+        emb=emb, db=db, host=host, port=port, **kw))
+    emb = _embedder()
+    serve_from_args(emb, None, args)
+    assert (got["host"], got["port"], got["collection"]) == ("127.0.0.1", 9001, "default")
+    assert got["limits"] == Limits(max_queue=7, truncate=False)
+    assert got["emb"] is emb and emb.cache.max_entries == 0

@@ -1,0 +1,243 @@
+"""Running the app: ``serve`` (uvicorn until SIGINT/SIGTERM), ``BackgroundServer`` (a
+daemon thread), and the options ``lodevec serve`` adds to its parser."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+import socket
+import threading
+import time
+
+from starlette.applications import Starlette
+
+from .. import errors
+from ..embedding.cache import EmbeddingCache
+from ..embedding.embedder import Embedder
+from ..settings import DEFAULT_ADDR, DEFAULT_CACHE_ENTRIES, DEFAULT_COLLECTION
+from .app import create_app
+from .limits import Limits
+
+__all__ = ["BackgroundServer", "add_arguments", "limits_from_args", "parse_addr", "serve",
+           "serve_from_args"]
+
+
+def parse_addr(addr: str) -> tuple[str, int]:
+    """``"host:port"`` (or ``":port"``, ``"port"``, ``"[::1]:port"``) to ``(host, port)``.
+
+    Raises:
+        InputError: not an address.
+    """
+    host, sep, port = addr.rpartition(":")
+    if not sep:
+        host, port = "", addr
+    host = host.strip("[]") or "127.0.0.1"
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise errors.InputError(f"--addr {addr!r} is not HOST:PORT (e.g. 127.0.0.1:8080)")
+    return host, int(port)
+
+
+def _make_server(app: Starlette, config):
+    """A ``uvicorn.Server`` that marks the app as stopping on SIGINT/SIGTERM, so requests
+    arriving on kept-alive connections get 503 while in-flight ones finish."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame):
+            app.state.service.begin_shutdown()
+            super().handle_exit(sig, frame)
+
+    return Server(config)
+
+
+def _config(app: Starlette, host: str, port: int, log_level: str, access_log: bool,
+            graceful_timeout: float):
+    import uvicorn
+
+    return uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=access_log,
+                          lifespan="on", timeout_graceful_shutdown=graceful_timeout,
+                          timeout_keep_alive=5, server_header=False)
+
+
+def serve(embedder: Embedder, db_uri: str | None, host: str = "127.0.0.1", port: int = 8080, *,
+          collection: str = DEFAULT_COLLECTION, dim: int | None = None, limits: Limits | None = None,
+          log_level: str = "info", access_log: bool = False, graceful_timeout: float = 30.0) -> None:
+    """Serve until SIGINT / SIGTERM, then shut down gracefully.
+
+    On the signal the server stops accepting connections and answers 503 to new
+    requests on open ones; in-flight requests finish (up to ``graceful_timeout``
+    seconds), the batcher drains and store writes complete before it returns.
+
+    Args:
+        embedder: the embedder to serve.
+        db_uri: LanceDB directory, or ``None`` for embeddings only.
+        host: interface to bind (keep ``127.0.0.1`` unless behind a proxy: there is no auth).
+        port: TCP port (0: any free one).
+        collection: collection name.
+        dim: dimension of a newly created collection.
+        limits: request limits and batching settings.
+        log_level: uvicorn log level.
+        access_log: log every request.
+        graceful_timeout: seconds in-flight requests get after the signal.
+
+    Returns:
+        After the graceful shutdown that a SIGINT / SIGTERM started.
+
+    Raises:
+        ModelMismatchError: the collection was made with another model (opened before
+            the port is bound, so nothing is served).
+        StoreError: the database cannot be opened.
+        SystemExit: uvicorn could not start (e.g. the port is in use; logged by uvicorn).
+    """
+    app = create_app(embedder, db_uri, collection, limits, dim)
+    svc = app.state.service
+    if db_uri is not None:
+        svc.open_store()
+    server = _make_server(app, _config(app, host, port, log_level, access_log, graceful_timeout))
+    try:
+        with _signals_return():
+            server.run()
+    except SystemExit:
+        if svc.startup_error is not None:
+            raise svc.startup_error from None
+        raise
+
+
+@contextlib.contextmanager
+def _signals_return():
+    """Make ``serve`` return after a graceful SIGINT/SIGTERM shutdown.
+
+    uvicorn re-raises the signal it handled once it has shut down, which with the
+    default handlers kills the process (SIGTERM) or raises KeyboardInterrupt (SIGINT).
+    With no-op handlers installed underneath uvicorn's own, the re-raise does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+class BackgroundServer:
+    """Run an app with uvicorn in a daemon thread (tests, benchmarks, notebooks).
+
+    Args:
+        app: from ``create_app``.
+        host: interface.
+        port: 0 picks a free port (see ``port`` after ``start``).
+        log_level: uvicorn log level.
+        graceful_timeout: seconds in-flight requests get on ``stop``.
+
+    Example:
+        >>> with BackgroundServer(create_app(emb)) as srv:
+        ...     httpx.post(f"{srv.url}/v1/embeddings", json={"input": "hi"})
+    """
+
+    def __init__(self, app: Starlette, host: str = "127.0.0.1", port: int = 0,
+                 log_level: str = "warning", graceful_timeout: float = 30.0):
+        self.app = app
+        self.host = host
+        # bound here so the port is known (and free) before the thread starts
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._sock = socket.socket(family, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind((host, port))
+        self.port = self._sock.getsockname()[1]
+        self.server = _make_server(
+            app, _config(app, host, self.port, log_level, False, graceful_timeout))
+        self._thread = threading.Thread(target=self._run, name="lodevec-server", daemon=True)
+        self._error: BaseException | None = None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def _run(self) -> None:
+        try:
+            self.server.run(sockets=[self._sock])
+        except BaseException as exc:  # noqa: BLE001 - reported by start()
+            self._error = exc
+
+    def start(self, timeout: float = 60.0) -> BackgroundServer:
+        """Start and wait until the server accepts connections.
+
+        Raises:
+            RuntimeError: startup failed or timed out (the cause is chained).
+        """
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                cause = self.app.state.service.startup_error or self._error
+                self.stop()
+                raise RuntimeError(f"the server did not start: {cause!r}") from cause
+            time.sleep(0.01)
+        return self
+
+    def begin_stop(self) -> None:
+        """Start the graceful shutdown and return at once (as SIGTERM would)."""
+        self.app.state.service.begin_shutdown()
+        self.server.should_exit = True
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Shut down gracefully and wait for the thread."""
+        self.begin_stop()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        with contextlib.suppress(OSError):
+            self._sock.close()
+
+    def __enter__(self) -> BackgroundServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+# ------------------------------------------------------------------------ command line
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the server's options (not ``--model`` / ``--db`` / ``--threads``) to a parser."""
+    d = Limits()
+    p.add_argument("--addr", default=DEFAULT_ADDR, help=f"HOST:PORT to listen on (default {DEFAULT_ADDR})")
+    p.add_argument("--collection", default=DEFAULT_COLLECTION, help="collection to search and write")
+    p.add_argument("--dim", type=int, default=None, help="dimension of a new collection (Matryoshka)")
+    p.add_argument("--cache-size", type=int, default=DEFAULT_CACHE_ENTRIES,
+                   help="embedding cache entries (0: off)")
+    p.add_argument("--max-batch-size", type=int, default=d.max_batch_size, help="texts per model forward")
+    p.add_argument("--max-wait-ms", type=float, default=d.max_wait_ms,
+                   help="how long a text waits for others to share its forward")
+    p.add_argument("--max-inputs", type=int, default=d.max_inputs, help="texts per request")
+    p.add_argument("--max-body-mb", type=float, default=d.max_body_bytes / 2**20, help="request body size")
+    p.add_argument("--max-queue", type=int, default=d.max_queue,
+                   help="texts waiting for the model before 429")
+    p.add_argument("--no-truncate", action="store_true",
+                   help="refuse over-long texts (413) unless a request sends truncate=true")
+    p.add_argument("--graceful-timeout", type=float, default=30.0,
+                   help="seconds in-flight requests get on shutdown")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.add_argument("--access-log", action="store_true", help="log every request")
+
+
+def limits_from_args(args: argparse.Namespace) -> Limits:
+    """``Limits`` from the options of ``add_arguments``."""
+    return Limits(max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,
+                  max_inputs=args.max_inputs, max_body_bytes=int(args.max_body_mb * 2**20),
+                  max_queue=args.max_queue, truncate=False if args.no_truncate else None)
+
+
+def serve_from_args(embedder: Embedder, db_uri: str | None, args: argparse.Namespace) -> None:
+    """``serve`` with the options of ``add_arguments`` (what ``lodevec serve`` calls)."""
+    host, port = parse_addr(args.addr)
+    cache_size = getattr(args, "cache_size", None)
+    if cache_size is not None and cache_size != embedder.cache.max_entries:
+        # nothing is cached yet, so a cache of the asked size replaces the default one
+        embedder.cache = EmbeddingCache(cache_size)
+    serve(embedder, db_uri, host, port, collection=args.collection, dim=args.dim,
+          limits=limits_from_args(args), log_level=args.log_level, access_log=args.access_log,
+          graceful_timeout=args.graceful_timeout)

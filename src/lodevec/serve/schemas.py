@@ -1,0 +1,285 @@
+"""Request bodies: read (size-limited JSON), then checked field by field, one parser per route.
+
+Every check raises an ``APIError`` naming the field (``param``), so the client is told
+which field to fix and how; ``serve.errors.ERROR_TABLE`` gives the status.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+
+from .. import errors
+from ..arch import TASKS
+from .errors import BodyTooLarge, InvalidJSON, TooManyInputs, ValidationFailed
+
+__all__ = ["MISSING", "EmbeddingsRequest", "Rules", "SearchRequest", "UpsertRequest",
+           "documents", "read_json"]
+
+#: a field the body does not have (``None`` is JSON null, which some fields accept)
+MISSING = object()
+
+
+@dataclass(frozen=True)
+class Rules:
+    """What requests are checked against: the server's limits and the model's choices.
+
+    Attributes:
+        max_inputs: most texts / documents per request.
+        max_k: largest ``k`` of ``/search``.
+        allow_empty: empty texts are embedded rather than refused.
+        truncate: the default of the ``truncate`` field.
+        check_dim: the model's dimension check (``None`` gives the full size; raises
+            ``DimensionError`` listing the valid ones).
+    """
+
+    max_inputs: int
+    max_k: int
+    allow_empty: bool
+    truncate: bool
+    check_dim: Callable[[Any], int]
+
+
+# ------------------------------------------------------------------------ the body
+async def read_json(request: Request, limit: int) -> Any:
+    """The body as JSON, at most ``limit`` bytes (413), valid JSON (400)."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            declared_n = int(declared)
+        except ValueError:
+            raise InvalidJSON(f"invalid Content-Length header {declared!r}") from None
+        if declared_n > 4 * limit:
+            # too big to be worth draining: answer now (the connection is closed)
+            raise BodyTooLarge(f"the request body has {declared_n} bytes; at most {limit}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size <= limit:
+            chunks.append(chunk)
+        elif size > 4 * limit:
+            break
+    if size > limit:
+        # the rest was read and dropped so the client gets the answer, not a reset
+        raise BodyTooLarge(f"the request body has {size}{'+' if size > 4 * limit else ''} "
+                           f"bytes; at most {limit}")
+    body = b"".join(chunks)
+    if not body.strip():
+        raise InvalidJSON("the request body is empty; send a JSON object")
+    try:
+        if size > 256 * 1024:  # parsing megabytes would stall the event loop
+            return await run_in_threadpool(json.loads, body)
+        return json.loads(body)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise InvalidJSON(f"the request body is not valid JSON: {exc}") from None
+
+
+# ------------------------------------------------------------------------ fields
+def type_name(v: Any) -> str:
+    """How an error message names a JSON value's type."""
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
+            int: "an integer", float: "a number", type(None): "null"}.get(type(v), type(v).__name__)
+
+
+def object_of(body: Any, what: str) -> dict:
+    if not isinstance(body, dict):
+        raise ValidationFailed(f"the request body must be a JSON object ({what}), "
+                               f"not {type_name(body)}")
+    return body
+
+
+def texts_of(value: Any, rules: Rules, param: str = "input") -> list[str]:
+    """``input``: a string or a list of strings, none empty."""
+    if value is MISSING or value is None:
+        raise ValidationFailed(f"'{param}' is required: a string or an array of strings", param)
+    if isinstance(value, str):
+        value = [value]
+    elif isinstance(value, list):
+        if not value:
+            raise ValidationFailed(f"'{param}' is an empty array; send at least one text", param)
+        max_items(value, rules, param)
+        if any(isinstance(v, list) for v in value) or all(
+                isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise ValidationFailed(
+                f"'{param}' holds token ids; this server embeds text only, send strings "
+                "(LangChain: OpenAIEmbeddings(check_embedding_ctx_length=False))", param)
+    else:
+        raise ValidationFailed(f"'{param}' must be a string or an array of strings, "
+                               f"not {type_name(value)}", param)
+    for i, t in enumerate(value):
+        if not isinstance(t, str):
+            raise ValidationFailed(f"{param}[{i}] is {type_name(t)}; expected a string", param)
+        if not rules.allow_empty and not t.strip():
+            raise ValidationFailed(f"{param}[{i}] is empty; there is nothing to embed", param)
+    return value
+
+
+def max_items(value: list, rules: Rules, param: str) -> None:
+    if len(value) > rules.max_inputs:
+        raise TooManyInputs(f"'{param}' has {len(value)} items; at most "
+                            f"{rules.max_inputs} per request", param)
+
+
+def dimensions_of(value: Any, rules: Rules) -> int:
+    try:
+        return rules.check_dim(value)
+    except errors.DimensionError as exc:
+        exc.param = "dimensions"
+        raise
+
+
+def task_of(value: Any, default: str) -> str:
+    if value is None:
+        return default
+    if value not in TASKS:
+        raise ValidationFailed(f"'task' must be one of {', '.join(TASKS)}; got {value!r}", "task")
+    return value
+
+
+def bool_field(body: dict, name: str, default: bool) -> bool:
+    value = body.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise ValidationFailed(f"'{name}' must be true or false, not {type_name(value)}", name)
+    return value
+
+
+def int_field(body: dict, name: str, default: int, lo: int, hi: int) -> int:
+    value = body.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationFailed(f"'{name}' must be an integer, not {type_name(value)}", name)
+    if not lo <= value <= hi:
+        raise ValidationFailed(f"'{name}' must be in {lo}..{hi}, got {value}", name)
+    return value
+
+
+# ------------------------------------------------------------------------ routes
+@dataclass(frozen=True)
+class EmbeddingsRequest:
+    """``POST /v1/embeddings``: OpenAI's fields plus ``task`` and ``truncate``."""
+
+    texts: list[str]
+    model: str | None
+    dim: int
+    encoding_format: str
+    task: str
+    truncate: bool
+
+    @classmethod
+    def parse(cls, body: Any, rules: Rules) -> EmbeddingsRequest:
+        body = object_of(body, 'with an "input" field')
+        texts = texts_of(body.get("input", MISSING), rules)
+        model = body.get("model")
+        if model is not None and not isinstance(model, str):
+            raise ValidationFailed(f"'model' must be a string, not {type_name(model)}", "model")
+        dim = dimensions_of(body.get("dimensions"), rules)
+        fmt = body.get("encoding_format") or "float"
+        if fmt not in ("float", "base64"):
+            raise ValidationFailed(f"'encoding_format' must be float or base64, got {fmt!r}",
+                                   "encoding_format")
+        task = task_of(body.get("task"), "search_document")
+        return cls(texts, model, dim, fmt, task, bool_field(body, "truncate", rules.truncate))
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    """``POST /search``: ``{query, k, where, hybrid, exact}``."""
+
+    query: str
+    k: int
+    where: str | None
+    hybrid: bool
+    exact: bool
+
+    @classmethod
+    def parse(cls, body: Any, rules: Rules) -> SearchRequest:
+        body = object_of(body, 'with a "query" field')
+        query = body.get("query")
+        if not isinstance(query, str) or not query.strip():
+            raise ValidationFailed("'query' must be a non-empty string", "query")
+        k = int_field(body, "k", 10, 1, rules.max_k)
+        where = body.get("where")
+        if where is not None and (not isinstance(where, str) or not where.strip()):
+            raise ValidationFailed("'where' must be a filter expression string, e.g. "
+                                   "\"source = 'api'\"", "where")
+        return cls(query, k, where, bool_field(body, "hybrid", False), bool_field(body, "exact", False))
+
+
+@dataclass(frozen=True)
+class UpsertRequest:
+    """``POST /documents``: ``{"documents": [...], "truncate"?}`` or a bare array.
+
+    ``docs`` are the raw documents: ``documents()`` checks them once the route knows it
+    has a collection (a server without one answers 404 whatever the documents are).
+    """
+
+    docs: list
+    truncate: bool
+
+    @classmethod
+    def parse(cls, body: Any, rules: Rules) -> UpsertRequest:
+        truncate = rules.truncate
+        if isinstance(body, dict):
+            if "documents" not in body:
+                raise ValidationFailed("send {\"documents\": [{\"id\", \"text\", \"metadata\"?}, ...]} "
+                                       "or a bare array of documents", "documents")
+            truncate = bool_field(body, "truncate", truncate)
+            docs = body["documents"]
+        else:
+            docs = body
+        if not isinstance(docs, list):
+            raise ValidationFailed(f"'documents' must be an array, not {type_name(docs)}", "documents")
+        if not docs:
+            raise ValidationFailed("'documents' is an empty array", "documents")
+        max_items(docs, rules, "documents")
+        return cls(docs, truncate)
+
+
+def documents(docs: list) -> list[dict]:
+    """Store records (no embedding yet) from API documents; ids unique."""
+    records = [_document(d, i) for i, d in enumerate(docs)]
+    seen: set[str] = set()
+    for i, r in enumerate(records):
+        if r["id"] in seen:
+            raise ValidationFailed(f"documents[{i}]: id {r['id']!r} appears twice", "documents")
+        seen.add(r["id"])
+    return records
+
+
+# TODO(lead): use store.records
+def _document(d: Any, i: int) -> dict:
+    """A store record from one API document (validated; no embedding yet)."""
+    where = f"documents[{i}]"
+    if not isinstance(d, dict):
+        raise ValidationFailed(f"{where} must be an object with \"id\" and \"text\", "
+                               f"not {type_name(d)}", "documents")
+    doc_id = d.get("id")
+    if isinstance(doc_id, int) and not isinstance(doc_id, bool):
+        doc_id = str(doc_id)
+    if not isinstance(doc_id, str) or not doc_id.strip():
+        raise ValidationFailed(f"{where}.id must be a non-empty string", "documents")
+    text = d.get("text")
+    if not isinstance(text, str) or not text.strip():
+        raise ValidationFailed(f"{where}.text must be a non-empty string", "documents")
+    metadata = d.get("metadata")
+    if metadata is None:
+        metadata = {}
+    if not isinstance(metadata, dict):
+        raise ValidationFailed(f"{where}.metadata must be an object, not {type_name(metadata)}",
+                               "documents")
+    source = d.get("source", "api")
+    if not isinstance(source, str) or not source:
+        raise ValidationFailed(f"{where}.source must be a non-empty string", "documents")
+    chunk = d.get("chunk", 0)
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 0:
+        raise ValidationFailed(f"{where}.chunk must be an integer >= 0", "documents")
+    # content_hash is left to the store, which hashes the text itself
+    return {"id": doc_id, "text": text, "source": source, "chunk": chunk, "metadata": metadata}
