@@ -286,14 +286,14 @@ def cmd_optimize(args, out) -> int:
 def cmd_serve(args, out) -> int:
     from .embedding import Embedder
     from .hub import resolve_model
-    from .serve import app as server
+    from .serve import serve_from_args
     from .session import model_for
     from .store import Database
 
     db = Database(args.db, resident=False) if args.db else None
     emb = Embedder.from_gguf(resolve_model(model_for(db, args.collection, args.model)),
-                             threads=args.threads, device=args.device)
-    server.serve_from_args(emb, args.db, args)
+                             threads=args.threads, device=args.device, cache_size=args.cache_size)
+    serve_from_args(emb, args.db, args)
     return EXIT_OK
 
 
@@ -400,7 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("serve", help="HTTP API: OpenAI-compatible embeddings, search, documents")
     sp.add_argument("--db", default=None, help="database folder (omit to serve embeddings only)")
     model_args(sp)
-    from .serve.app import add_arguments
+    from .serve import add_arguments
 
     add_arguments(sp)
     sp.set_defaults(func=cmd_serve)

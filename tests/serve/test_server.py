@@ -495,18 +495,14 @@ def test_parse_addr():
 def test_serve_options(monkeypatch):
     """``lodevec serve``'s options reach ``serve``: limits, and ``--cache-size`` (which the
     removed ``python -m lodevec.server`` had) sizes the embedder's cache."""
-    import argparse
+    from lodevec.cli import main
+    from lodevec.serve import run
 
-    from lodevec.serve import add_arguments, run, serve_from_args
-
-    p = argparse.ArgumentParser()
-    add_arguments(p)
-    args = p.parse_args(["--addr", ":9001", "--cache-size", "0", "--max-queue", "7", "--no-truncate"])
     got = {}
     monkeypatch.setattr(run, "serve", lambda emb, db, host, port, **kw: got.update(
         emb=emb, db=db, host=host, port=port, **kw))
-    emb = _embedder()
-    serve_from_args(emb, None, args)
+    assert main(["serve", "--model", str(MODEL), "--addr", ":9001", "--cache-size", "0",
+                 "--max-queue", "7", "--no-truncate"]) == 0
     assert (got["host"], got["port"], got["collection"]) == ("127.0.0.1", 9001, "default")
     assert got["limits"] == Limits(max_queue=7, truncate=False)
-    assert got["emb"] is emb and emb.cache.max_entries == 0
+    assert got["emb"].cache.max_entries == 0

@@ -47,6 +47,34 @@ class Embedder:
         return self.encoder.dim
 
     @property
+    def model_name(self) -> str:
+        """The model file's name."""
+        return self.encoder.model.path.name
+
+    @property
+    def architecture(self) -> str:
+        return self.encoder.config.architecture
+
+    @property
+    def dims(self) -> tuple[int, ...]:
+        """Valid output dimensions (the full size first)."""
+        return self.encoder.dims
+
+    @property
+    def max_batch_tokens(self) -> int:
+        """Tokens one forward of the backend may hold."""
+        return self.encoder.backend.max_batch_tokens
+
+    def check_dim(self, dim: int | None) -> int:
+        """``dim`` validated (None: the full size).  Raises ``DimensionError``."""
+        return self.encoder.check_dim(dim)
+
+    def warm_up(self) -> None:
+        """One uncached forward: pays the one-off costs (weights paged in, thread pools
+        started) before the first caller does."""
+        self.encoder.encode(["warm up"], "none")
+
+    @property
     def digest(self) -> str:
         """sha256 of the model file: what stores and caches key on."""
         return self.encoder.model.digest

@@ -153,13 +153,3 @@ def create_app(embedder: Embedder, db_uri: str | None = None, collection: str = 
                     exception_handlers={HTTPException: http_error})
     app.state.service = svc
     return app
-
-
-def __getattr__(name: str):
-    # TODO(lead): cli.py still imports these two from here; once it imports them from
-    # ``lodevec.serve`` this shim goes (run.py imports this module, so no plain import)
-    if name in ("add_arguments", "serve_from_args"):
-        from . import run
-
-        return getattr(run, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -123,10 +123,10 @@ async def info(svc: Service, request: Request) -> Response:
     if svc.collection is not None:
         rows = await run_in_threadpool(svc.collection.count)
         resident = svc.collection.resident_info()
-    enc = svc.encoder
+    emb = svc.embedder
     return json_response({
-        "model": svc.model_name, "architecture": enc.config.architecture,
-        "dimension": svc.dim, "dims": list(enc.dims), "max_tokens": svc.max_tokens,
+        "model": svc.model_name, "architecture": emb.architecture,
+        "dimension": svc.dim, "dims": list(emb.dims), "max_tokens": svc.max_tokens,
         "tasks": list(TASKS), "collection": svc.collection_name if svc.collection else None,
         "db": svc.db_uri, "rows": rows, "version": __version__, "status": svc.phase,
         "uptime_s": round(time.time() - svc.started_at, 3),

@@ -13,7 +13,6 @@ import time
 from starlette.applications import Starlette
 
 from .. import errors
-from ..embedding.cache import EmbeddingCache
 from ..embedding.embedder import Embedder
 from ..settings import DEFAULT_ADDR, DEFAULT_CACHE_ENTRIES, DEFAULT_COLLECTION
 from .app import create_app
@@ -234,10 +233,6 @@ def limits_from_args(args: argparse.Namespace) -> Limits:
 def serve_from_args(embedder: Embedder, db_uri: str | None, args: argparse.Namespace) -> None:
     """``serve`` with the options of ``add_arguments`` (what ``lodevec serve`` calls)."""
     host, port = parse_addr(args.addr)
-    cache_size = getattr(args, "cache_size", None)
-    if cache_size is not None and cache_size != embedder.cache.max_entries:
-        # nothing is cached yet, so a cache of the asked size replaces the default one
-        embedder.cache = EmbeddingCache(cache_size)
     serve(embedder, db_uri, host, port, collection=args.collection, dim=args.dim,
           limits=limits_from_args(args), log_level=args.log_level, access_log=args.access_log,
           graceful_timeout=args.graceful_timeout)

@@ -19,7 +19,6 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
-from .. import errors
 from ..embedding import Embedder, EmbeddingResult, Tokenized
 from .batcher import DynamicBatcher
 from .errors import InputTooLong, NoCollection, TooManyTokens
@@ -51,19 +50,17 @@ class Service:
     def __init__(self, embedder: Embedder, db_uri: str | None, collection: str,
                  dim: int | None, limits: Limits):
         self.embedder = embedder
-        # model facts the routes report; the one place the server looks past the facade
-        self.encoder = embedder.encoder
-        self.model_name = self.encoder.model.path.name
-        self.max_tokens = self.encoder.max_tokens
+        self.model_name = embedder.model_name
+        self.max_tokens = embedder.max_tokens
         self.db_uri = None if db_uri is None else str(db_uri)
         self.collection_name = collection
-        self.dim = self.encoder.check_dim(dim)
+        self.dim = embedder.check_dim(dim)
         self.requested_dim = dim
         self.limits = limits
         self.truncate_default = embedder.truncate if limits.truncate is None else limits.truncate
         self.rules = Rules(max_inputs=limits.max_inputs, max_k=limits.max_k,
                            allow_empty=embedder.allow_empty, truncate=self.truncate_default,
-                           check_dim=self.encoder.check_dim)
+                           check_dim=embedder.check_dim)
         self.metrics = HttpMetrics()
         self.phase = "starting"
         self.collection = None
@@ -72,7 +69,7 @@ class Service:
         self.batcher = DynamicBatcher(
             functools.partial(embedder.encode_tokens, batch_size=limits.max_batch_size),
             max_batch_size=limits.max_batch_size,
-            max_batch_tokens=limits.max_batch_tokens or self.encoder.backend.max_batch_tokens,
+            max_batch_tokens=limits.max_batch_tokens or embedder.max_batch_tokens,
             max_wait=limits.max_wait_ms / 1000, max_queue=limits.max_queue,
             arrivals=lambda: self.arriving)
         self.arriving = 0
@@ -91,7 +88,7 @@ class Service:
                 await run_in_threadpool(self.open_store)
             # the first forward pays one-off costs (weights paged in, thread pools
             # started): pay them now rather than in the first client's latency
-            await self.batcher.call(self.encoder.encode, ["warm up"], "none")
+            await self.batcher.call(self.embedder.warm_up)
         except BaseException as exc:
             self.startup_error = exc
             self.phase = "failed"
@@ -111,18 +108,13 @@ class Service:
         self.collection.load_resident(wait=False)
 
     def _open_collection(self):
-        """The one place the server opens its collection."""
+        """The one place the server opens its collection (the same model keeps the
+        table's dimension; another model is a ``ModelMismatchError``)."""
+        from ..session import collection_for
         from ..store import Database
 
-        db = Database(self.db_uri)
-        dim = self.requested_dim
-        if dim is None:
-            # an existing collection keeps the dimension it was created with
-            try:
-                dim = (db.open(self.collection_name).identity or {}).get("dim")
-            except errors.CollectionNotFoundError:
-                dim = None
-        return db.create_or_open(self.collection_name, identity=self.embedder.identity(dim))
+        return collection_for(Database(self.db_uri), self.collection_name, self.embedder,
+                              dim=self.requested_dim, create=True)
 
     def begin_shutdown(self) -> None:
         """Refuse new requests (503) while in-flight ones finish."""
