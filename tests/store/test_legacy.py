@@ -3,6 +3,7 @@ opens, searches to the same results, reports the same stats and takes writes."""
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 
@@ -27,18 +28,22 @@ def _same(got: list[dict], expected: list[dict]) -> None:
         assert g["score"] == pytest.approx(e["score"], abs=1e-5)
 
 
-@pytest.fixture(scope="module")
-def embedder():
-    from lodevec.embedding import Embedder
-
-    return Embedder.from_gguf(MINILM_FILE)
+@pytest.fixture
+def copy(tmp_path):
+    """A copy of the legacy database (the fixture itself is never written)."""
+    return shutil.copytree(LEGACY / "db", tmp_path / "db")
 
 
 @pytest.fixture
-def copy(tmp_path):
-    dst = tmp_path / "db"
-    shutil.copytree(LEGACY / "db", dst)
-    return dst
+def embedder():
+    return _minilm()
+
+
+@functools.cache
+def _minilm():
+    from lodevec.embedding import Embedder
+
+    return Embedder.from_gguf(MINILM_FILE)
 
 
 def test_legacy_table_searches_as_before(copy, embedder):
