@@ -1,20 +1,22 @@
 """The resident search tier: a collection's vectors and rows held in memory, searched by
 an int8 scan re-ranked in float32, and kept exactly at one table version.
 
-Why: LanceDB answers a query in no less than ~5 ms on this machine whatever the index
-(its per-query floor), and its flat scan of 100k x 768 vectors takes ~150 ms.  A copy
-in memory, scanned as u8 codes (1 byte per element, AVX-512 VNNI, see
-``cython_kernels/lv_vscan.h``) takes ~1.5 ms for 100k x 768; the best ``8k + 64``
-candidates are re-ranked with the float32 vectors, so returned scores are exact
-cosines and recall@10 against exact search is 1.0 on the bench data.
+Why: LanceDB has a per-query floor of a few milliseconds whatever the index, and its
+flat scan of a large table is far slower.  A copy in memory, scanned as u8 codes (1 byte
+per element, AVX-512 VNNI, see ``cython_kernels/lv_vscan.h``) is several times faster;
+the best ``8k + 64`` candidates are re-ranked with the float32 vectors, so returned
+scores are exact cosines and recall@10 against exact search is 1.0 on the bench data
+(numbers in docs/performance.md, "Store: why the defaults are what they are").
 
-Consistency: a :class:`Snapshot` is the collection *at one table version*.  The store
-(:class:`lodevec.store.Collection`) uses it only when the table's latest version equals
-the snapshot's; its own writes are applied to the snapshot when it can prove no other
-commit came between (the version moved by exactly its own commits).  Anything else --
-another process writing, an operation of unknown effect -- makes the snapshot stale:
-searches fall back to LanceDB (always current) while :class:`ResidentTier` reloads a
-new snapshot in a background thread.  A stale snapshot is never searched.
+Consistency: a :class:`Snapshot` is the collection *at one table version*.  The
+:class:`ResidentTier` answers only when the table's latest version equals the
+snapshot's; the store's own writes, reported to :meth:`ResidentTier.after_write`, are
+applied to the snapshot when no other commit came between (the version moved by
+exactly the store's own commits).  Anything else -- another process writing, an
+operation of unknown effect -- makes the snapshot stale: searches fall back to LanceDB
+(always current) while :class:`ResidentTier` reloads a new snapshot in a background
+thread.  A stale snapshot is never searched.  ``where`` filters are still evaluated by
+LanceDB; the tier caches the matching rows per filter and version.
 
 Memory: ``rows * dim * 5`` bytes of vectors (float32 + u8 codes) plus the rows' text;
 the tier is not loaded above the database's ``resident_budget``.
@@ -46,7 +48,7 @@ def candidate_count(k: int) -> int:
 
 def _unit_rows(mat: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length; ``mat`` itself when they already are (embeddings are
-    stored normalised: no 300 MB copy at 100k x 768)."""
+    stored normalised: no copy of the whole matrix)."""
     norms = np.sqrt(np.einsum("ij,ij->i", mat, mat, dtype=np.float64))
     if mat.dtype == np.float32 and mat.flags.c_contiguous and np.all(np.abs(norms - 1.0) < 1e-6):
         return mat
@@ -204,8 +206,8 @@ class Snapshot:
         return np.fromiter((s for s in map(get, ids) if s is not None), np.int64)
 
     def slots_of_arrow(self, ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
-        """:meth:`slots_of` for an Arrow string array (one hash join in Arrow: ~4 ms for
-        50k ids against 100k rows, 3x the Python loop)."""
+        """:meth:`slots_of` for an Arrow string array (one hash join in Arrow, faster than
+        the Python loop)."""
         if self._ids_arrow is None or len(self._ids_arrow) != self.n:
             self._ids_arrow = pa.array(self.ids, pa.string())
         found = pc.index_in(ids, value_set=self._ids_arrow)
@@ -223,8 +225,8 @@ class Snapshot:
             q: float32 (dim,) query.
             k: results wanted.
             rows: restrict the search to these slots (a filter's matches), or None.
-            exact: score every row in float32 (a guaranteed exact top-k, ~3x slower)
-                instead of re-ranking the int8 scan's best candidates.
+            exact: score every row in float32 (a guaranteed exact top-k, slower) instead
+                of re-ranking the int8 scan's best candidates.
 
         Returns:
             ``(slots, scores)``, best first; fewer than ``k`` when fewer rows qualify.
@@ -262,7 +264,7 @@ class Snapshot:
     def _exact_search(self, q: np.ndarray, k: int, rows: np.ndarray | None
                       ) -> tuple[np.ndarray, np.ndarray]:
         # one float32 matrix-vector product over every slot, then the filter picks its
-        # slots out of the scores (gathering the filter's vectors first is ~4x slower)
+        # slots out of the scores (gathering the filter's vectors first is slower)
         scores = self._vecs[:self.n] @ q
         if rows is not None:
             pool = rows[self._alive[rows]]
