@@ -4,7 +4,7 @@ Builds a collection of ``rows`` clustered synthetic unit vectors *through the st
 (:meth:`lodevec.store.Collection.upsert`), then measures every search path the store
 takes, each against exact top-k computed here with numpy:
 
-* ``resident``: the in-memory int8 scan + float32 re-rank (:mod:`lodevec.resident`),
+* ``resident``: the in-memory int8 scan + float32 re-rank (:mod:`lodevec.store.resident`),
   what a long-lived process (the server, an application) searches;
 * ``exact``: the resident copy scored in full in float32 (``search(exact=True)``): the
   store's flat search, a guaranteed exact top-k;
@@ -26,13 +26,18 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from ..store.indexes import KIND_NAMES, QUERY_PARAM_KEYS, IndexPolicy  # (no pyarrow, no LanceDB)
+
 __all__ = ["run_search_bench", "make_clustered", "CONFIGS", "DEFAULT_CONFIGS"]
 
-#: every search path the bench can measure (names are case-insensitive)
-CONFIGS: tuple[str, ...] = ("resident", "exact", "flat", "IVF_HNSW_SQ", "IVF_PQ")
+#: the search paths that are not a vector index kind
+_PATHS: tuple[str, ...] = ("resident", "exact", "flat")
+#: every search path the bench can measure (names are case-insensitive): the paths, then
+#: every vector index kind of ``lodevec.store.indexes.VECTOR_KINDS``
+CONFIGS: tuple[str, ...] = _PATHS + KIND_NAMES
 #: the resident tier (int8 and exact), LanceDB's flat scan and the index kind the store
-#: builds by default; add "IVF_PQ" to compare
-DEFAULT_CONFIGS: tuple[str, ...] = ("resident", "exact", "flat", "IVF_HNSW_SQ")
+#: builds by default; add the other kinds to compare
+DEFAULT_CONFIGS: tuple[str, ...] = _PATHS + (IndexPolicy.kind,)
 _CONFIGS = {c.upper() for c in CONFIGS}
 _WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india",
           "juliet", "kilo", "lima", "mike", "november", "oscar", "papa")
@@ -102,8 +107,8 @@ def run_search_bench(rows: int, dim: int, queries: int, k: int = 10, seed: int =
         seed: RNG seed (data and queries).
         db_path: database folder; None -> a temporary folder, removed afterwards.  An
             existing folder gets a fresh collection named ``bench``.
-        configs: "resident", "exact", "flat" and/or vector index kinds ("IVF_HNSW_SQ",
-            "IVF_PQ").
+        configs: "resident", "exact", "flat" and/or vector index kinds (``KIND_NAMES``:
+            "IVF_HNSW_SQ", "IVF_PQ").
             Then full-text, hybrid and prefiltered vector search are timed (through the
             resident copy when "resident" is among the configs).
         clusters: Gaussian clusters in the data.
@@ -115,7 +120,7 @@ def run_search_bench(rows: int, dim: int, queries: int, k: int = 10, seed: int =
         ``p95_ms``, ``recall_at_10`` (None where not applicable), plus
         ``insert_rows_per_s`` in the ``insert`` row and ``rows``, ``dim``, ``k``.
     """
-    from ..store import Database, IndexPolicy
+    from ..store import Database
 
     say = progress or (lambda _msg: None)
     if rows < 1 or dim < 1 or queries < 1 or k < 1:
@@ -200,7 +205,7 @@ def run_search_bench(rows: int, dim: int, queries: int, k: int = 10, seed: int =
             record(config, fn, lambda: fn(0), truth=truth_ids, build_s=build_s, extra=extra)
 
         wanted = {name.lower() for name in configs}
-        kinds = [name for name in configs if name.lower() not in ("flat", "resident", "exact")]
+        kinds = [name for name in configs if name.lower() not in _PATHS]
         resident = bool(wanted & {"resident", "exact"})
         if resident:
             say("loading the resident copy")
@@ -219,8 +224,7 @@ def run_search_bench(rows: int, dim: int, queries: int, k: int = 10, seed: int =
             t0 = time.perf_counter()
             params = coll.build_vector_index(kind)
             build = round(time.perf_counter() - t0, 3)
-            measure(kind, build, {"params": {kk: params.get(kk) for kk in
-                                             ("partitions", "nprobes", "ef", "refine_factor")}})
+            measure(kind, build, {"params": {kk: params.get(kk) for kk in QUERY_PARAM_KEYS}})
         # full-text, hybrid and prefiltered search with the last index built, through the
         # resident copy when it is measured (as the server runs them)
         c = coll if resident else lance

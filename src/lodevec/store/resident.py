@@ -1,20 +1,22 @@
 """The resident search tier: a collection's vectors and rows held in memory, searched by
 an int8 scan re-ranked in float32, and kept exactly at one table version.
 
-Why: LanceDB answers a query in no less than ~5 ms on this machine whatever the index
-(its per-query floor), and its flat scan of 100k x 768 vectors takes ~150 ms.  A copy
-in memory, scanned as u8 codes (1 byte per element, AVX-512 VNNI, see
-``cython_kernels/lv_vscan.h``) takes ~1.5 ms for 100k x 768; the best ``8k + 64``
-candidates are re-ranked with the float32 vectors, so returned scores are exact
-cosines and recall@10 against exact search is 1.0 on the bench data.
+Why: LanceDB has a per-query floor of a few milliseconds whatever the index, and its
+flat scan of a large table is far slower.  A copy in memory, scanned as u8 codes (1 byte
+per element, AVX-512 VNNI, see ``cython_kernels/lv_vscan.h``) is several times faster;
+the best ``8k + 64`` candidates are re-ranked with the float32 vectors, so returned
+scores are exact cosines and recall@10 against exact search is 1.0 on the bench data
+(numbers in docs/performance.md, "Store: why the defaults are what they are").
 
-Consistency: a :class:`Snapshot` is the collection *at one table version*.  The store
-(:class:`lodevec.store.Collection`) uses it only when the table's latest version equals
-the snapshot's; its own writes are applied to the snapshot when it can prove no other
-commit came between (the version moved by exactly its own commits).  Anything else --
-another process writing, an operation of unknown effect -- makes the snapshot stale:
-searches fall back to LanceDB (always current) while :class:`ResidentTier` reloads a
-new snapshot in a background thread.  A stale snapshot is never searched.
+Consistency: a :class:`Snapshot` is the collection *at one table version*.  The
+:class:`ResidentTier` answers only when the table's latest version equals the
+snapshot's; the store's own writes, reported to :meth:`ResidentTier.after_write`, are
+applied to the snapshot when no other commit came between (the version moved by
+exactly the store's own commits).  Anything else -- another process writing, an
+operation of unknown effect -- makes the snapshot stale: searches fall back to LanceDB
+(always current) while :class:`ResidentTier` reloads a new snapshot in a background
+thread.  A stale snapshot is never searched.  ``where`` filters are still evaluated by
+LanceDB; the tier caches the matching rows per filter and version.
 
 Memory: ``rows * dim * 5`` bytes of vectors (float32 + u8 codes) plus the rows' text;
 the tier is not loaded above the database's ``resident_budget``.
@@ -23,7 +25,9 @@ the tier is not loaded above the database's ``resident_budget``.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from typing import Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -31,9 +35,10 @@ import pyarrow.compute as pc
 
 from .. import kernels
 
-__all__ = ["Snapshot", "ResidentTier", "candidate_count", "snapshot_from_arrow"]
+__all__ = ["Snapshot", "ResidentTier", "TableSource", "candidate_count"]
 
-PAYLOAD = ("id", "text", "source", "chunk", "metadata")
+#: cached ``where`` filter results per collection (row slots at one version)
+_WHERE_CACHE = 32
 
 
 def candidate_count(k: int) -> int:
@@ -43,7 +48,7 @@ def candidate_count(k: int) -> int:
 
 def _unit_rows(mat: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length; ``mat`` itself when they already are (embeddings are
-    stored normalised: no 300 MB copy at 100k x 768)."""
+    stored normalised: no copy of the whole matrix)."""
     norms = np.sqrt(np.einsum("ij,ij->i", mat, mat, dtype=np.float64))
     if mat.dtype == np.float32 and mat.flags.c_contiguous and np.all(np.abs(norms - 1.0) < 1e-6):
         return mat
@@ -86,6 +91,25 @@ class Snapshot:
         self.metas: list[str] = []
         self.slot: dict[str, int] = {}
         self._ids_arrow: pa.Array | None = None  # ids as Arrow, for filter joins (lazy)
+
+    @classmethod
+    def from_arrow(cls, table: pa.Table, dim: int, version: int) -> Snapshot:
+        """A snapshot of ``table`` (the collection's columns) at ``version``."""
+        snap = cls(dim, version)
+        n = table.num_rows
+        ids = table["id"].to_pylist()
+        slot = dict(zip(ids, range(n), strict=True))
+        if len(slot) != n:  # a repeated id (written around lodevec): last one wins, row by row
+            for off in range(0, n, 65536):
+                snap.upsert(table.slice(off, 65536))
+            return snap
+        # one pass per column, no per-row Python work beyond the lists themselves
+        mat, snap.texts, snap.sources, snap.chunks, snap.metas = _columns(table, snap.dim)
+        snap._vecs = _unit_rows(mat)
+        snap._codes, snap._scales = kernels.quantize_codes(snap._vecs)
+        snap._alive = np.ones(n, bool)
+        snap.ids, snap.slot, snap.n = ids, slot, n
+        return snap
 
     # -- size
     def __len__(self) -> int:
@@ -182,8 +206,8 @@ class Snapshot:
         return np.fromiter((s for s in map(get, ids) if s is not None), np.int64)
 
     def slots_of_arrow(self, ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
-        """:meth:`slots_of` for an Arrow string array (one hash join in Arrow: ~4 ms for
-        50k ids against 100k rows, 3x the Python loop)."""
+        """:meth:`slots_of` for an Arrow string array (one hash join in Arrow, faster than
+        the Python loop)."""
         if self._ids_arrow is None or len(self._ids_arrow) != self.n:
             self._ids_arrow = pa.array(self.ids, pa.string())
         found = pc.index_in(ids, value_set=self._ids_arrow)
@@ -201,8 +225,8 @@ class Snapshot:
             q: float32 (dim,) query.
             k: results wanted.
             rows: restrict the search to these slots (a filter's matches), or None.
-            exact: score every row in float32 (a guaranteed exact top-k, ~3x slower)
-                instead of re-ranking the int8 scan's best candidates.
+            exact: score every row in float32 (a guaranteed exact top-k, slower) instead
+                of re-ranking the int8 scan's best candidates.
 
         Returns:
             ``(slots, scores)``, best first; fewer than ``k`` when fewer rows qualify.
@@ -240,7 +264,7 @@ class Snapshot:
     def _exact_search(self, q: np.ndarray, k: int, rows: np.ndarray | None
                       ) -> tuple[np.ndarray, np.ndarray]:
         # one float32 matrix-vector product over every slot, then the filter picks its
-        # slots out of the scores (gathering the filter's vectors first is ~4x slower)
+        # slots out of the scores (gathering the filter's vectors first is slower)
         scores = self._vecs[:self.n] @ q
         if rows is not None:
             pool = rows[self._alive[rows]]
@@ -259,36 +283,66 @@ class Snapshot:
         return slots.astype(np.int64, copy=False), scores[top]
 
 
+
+
+class TableSource(Protocol):
+    """What the tier needs from the table it mirrors (the store's side of the contract)."""
+
+    def load_pinned(self) -> tuple[pa.Table, int]:
+        """Every row (the collection's columns) at the latest version, and that version."""
+
+    def version(self) -> int:
+        """The table's latest committed version."""
+
+    def estimate_bytes(self) -> int:
+        """Bytes a snapshot of the current table would take."""
+
+    def ids_where(self, where: str) -> pa.ChunkedArray:
+        """Ids of the rows matching the SQL filter ``where`` (LanceDB evaluates it)."""
+
+
 class ResidentTier:
-    """Owns a collection's current :class:`Snapshot` and reloads it in the background.
+    """A collection's in-memory copy: searches it, applies our writes to it, reloads it.
+
+    The one door to the resident copy: the snapshot and the lock that guards it are
+    private.  The store asks :meth:`search` (None: not current, ask LanceDB),
+    :meth:`known_ids` and :meth:`is_current`, and reports each of its commits with
+    :meth:`after_write` (or :meth:`stale` when it cannot say what changed).
 
     Args:
-        load: ``load() -> Snapshot`` reads the collection at its latest version (pinned).
-        latest_version: ``() -> int``, the table's latest committed version.
+        source: the table (:class:`TableSource`).
+        dim: the vector length.
         budget: largest snapshot (bytes, estimated from rows before loading) to hold.
-        estimate: ``() -> int``, bytes a snapshot of the current table would take.
     """
 
-    def __init__(self, load: Callable[[], Snapshot], latest_version: Callable[[], int],
-                 budget: int, estimate: Callable[[], int]):
-        self._load = load
-        self._latest = latest_version
+    def __init__(self, source: TableSource, dim: int, budget: int):
+        self._source = source
+        self._dim = int(dim)
         self.budget = int(budget)
-        self._estimate = estimate
-        self.lock = threading.RLock()  # guards the snapshot (searches and writes)
-        self.snapshot: Snapshot | None = None
+        self._lock = threading.RLock()  # guards the snapshot (searches and writes)
+        self._snapshot: Snapshot | None = None
         self._loader: threading.Thread | None = None
+        self._where_slots: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
         self.loads = 0
         self._misses = 0
         self.last_error: str | None = None
         self.over_budget = False
 
     # -- reading
-    def current(self, version: int, *, start: bool = True) -> Snapshot | None:
-        """The snapshot if it is at ``version`` (call with ``lock`` held), else None;
+    def loaded(self) -> bool:
+        """A snapshot exists (current or not)."""
+        return self._snapshot is not None
+
+    def is_current(self, version: int) -> bool:
+        """A snapshot at ``version`` exists (starts no load)."""
+        snap = self._snapshot  # read once: the background loader may replace it
+        return snap is not None and snap.version == version
+
+    def _current(self, version: int, *, start: bool = True) -> Snapshot | None:
+        """The snapshot if it is at ``version`` (call with the lock held), else None;
         a missing or stale snapshot starts a background reload (``start``; the first load
         only from the second call on)."""
-        snap = self.snapshot
+        snap = self._snapshot
         if snap is not None and snap.version == version:
             return snap
         # a process that searches once (a script) never pays for a load: the first load
@@ -299,10 +353,58 @@ class ResidentTier:
             self._misses += 1
         return None
 
+    def search(self, q: np.ndarray, k: int, where: str | None = None, exact: bool = False
+               ) -> list[tuple[dict, float]] | None:
+        """The top-``k`` ``(row, cosine)`` pairs, best first, when the copy is at the
+        table's latest version; None otherwise (ask LanceDB; a reload may start).
+
+        Rows are dicts with id, text, source, chunk and metadata (the stored JSON string).
+        """
+        version = self._source.version()
+        with self._lock:
+            snap = self._current(version)
+            if snap is None:
+                return None
+            rows = None
+            if where:
+                rows = self._slots_where(snap, where)
+                if rows is None:
+                    return None
+            slots, scores = snap.search(q, k, rows, exact)
+            return [(snap.row(int(s)), float(c)) for s, c in zip(slots, scores, strict=True)]
+
+    def _slots_where(self, snap: Snapshot, where: str) -> np.ndarray | None:
+        """Slots of the rows matching ``where`` at the snapshot's version (LanceDB evaluates
+        the SQL; the answer is cached per filter and version), None if the table moved."""
+        key = (where, snap.version)
+        rows = self._where_slots.get(key)
+        if rows is not None:
+            self._where_slots.move_to_end(key)
+            return rows
+        ids = self._source.ids_where(where)
+        if self._source.version() != snap.version:
+            return None
+        rows = snap.slots_of_arrow(ids)
+        self._where_slots[key] = rows
+        while len(self._where_slots) > _WHERE_CACHE:
+            self._where_slots.popitem(last=False)
+        return rows
+
+    def known_ids(self, ids: Sequence[str]) -> list[str] | None:
+        """Those of ``ids`` that are stored, when the copy is current (else None; no load)."""
+        if self._snapshot is None:
+            return None
+        with self._lock:
+            snap = self._current(self._source.version(), start=False)
+            if snap is None:
+                return None
+            slot = snap.slot
+            return [i for i in ids if i in slot]
+
     # -- loading
     def reload_async(self) -> None:
         """Start loading a fresh snapshot in a daemon thread (no-op if one is running)."""
-        with self.lock:
+        with self._lock:
             if self._loader is not None and self._loader.is_alive():
                 return
             self._loader = threading.Thread(target=self._reload_quietly, daemon=True,
@@ -319,17 +421,18 @@ class ResidentTier:
         """Load a snapshot now and install it if still current; returns it (None when
         over budget or the table kept changing during ``attempts`` loads)."""
         for _ in range(max(1, attempts)):
-            if self._estimate() > self.budget:
+            if self._source.estimate_bytes() > self.budget:
                 self.over_budget = True
-                with self.lock:
-                    self.snapshot = None
+                with self._lock:
+                    self._snapshot = None
                 return None
             self.over_budget = False
-            snap = self._load()
+            table, version = self._source.load_pinned()
+            snap = Snapshot.from_arrow(table, self._dim, version)
             self.loads += 1
-            with self.lock:
-                if snap.version == self._latest():
-                    self.snapshot = snap
+            with self._lock:
+                if snap.version == self._source.version():
+                    self._snapshot = snap
                     self.last_error = None
                     return snap
         return None
@@ -343,49 +446,46 @@ class ResidentTier:
     # -- writes
     def stale(self) -> None:
         """Forget the snapshot (something changed that it cannot replay)."""
-        with self.lock:
-            self.snapshot = None
+        with self._lock:
+            self._snapshot = None
 
-    def advance(self, before: int, after: int, commits: int,
-                apply: Callable[[Snapshot], None] | None = None) -> None:
-        """Record a write of ours: the table went from ``before`` to ``after`` through
-        ``commits`` commits of our own.  If the snapshot was at ``before`` and nothing else
-        committed (``after == before + commits``), ``apply`` it and move to ``after``;
-        otherwise drop the snapshot (it reloads on the next search).  ``apply=None``
-        means the write's effect is unknown: the snapshot is dropped.  Call with ``lock``."""
-        snap = self.snapshot
-        if snap is None:
-            return
-        if apply is not None and snap.version == before and after == before + commits:
-            apply(snap)
-            snap.version = after
-        else:
-            self.snapshot = None
+    def after_write(self, before: int, after: int, op: str, payload=None,
+                    commits: int = 1) -> None:
+        """Apply a write of ours: the table went from ``before`` to ``after`` through
+        ``commits`` commits of our own.
+
+        Args:
+            before, after: the table versions around the write.
+            op: ``"upsert"`` (``payload``: the written Arrow rows), ``"delete"``
+                (``payload``: the deleted ids, or None when unknown) or ``"none"`` (no
+                rows changed: an index build).
+            commits: the commits the write made.
+
+        If the snapshot was at ``before`` and nothing else committed (``after == before +
+        commits``), the write is applied and the snapshot moves to ``after``; otherwise
+        (or when the effect is unknown) the snapshot is dropped and reloads on a search.
+        """
+        if op not in ("upsert", "delete", "none"):
+            raise ValueError(f"unknown write {op!r}")
+        with self._lock:
+            snap = self._snapshot
+            if snap is None:
+                return
+            known = op == "none" or payload is not None
+            if known and snap.version == before and after == before + commits:
+                if op == "upsert":
+                    snap.upsert(payload)
+                elif op == "delete":
+                    snap.delete(payload)
+                snap.version = after
+            else:
+                self._snapshot = None
 
     def info(self) -> dict:
-        snap = self.snapshot
+        snap = self._snapshot
         return {"loaded": snap is not None, "version": None if snap is None else snap.version,
                 "rows": 0 if snap is None else len(snap),
                 "bytes": 0 if snap is None else snap.nbytes, "budget": self.budget,
                 "over_budget": self.over_budget, "loads": self.loads,
                 "loading": bool(self._loader is not None and self._loader.is_alive()),
                 "error": self.last_error}
-
-
-def snapshot_from_arrow(table: pa.Table, dim: int, version: int) -> Snapshot:
-    """A snapshot of ``table`` (the collection's columns) at ``version``."""
-    snap = Snapshot(dim, version)
-    n = table.num_rows
-    ids = table["id"].to_pylist()
-    slot = dict(zip(ids, range(n), strict=True))
-    if len(slot) != n:  # a repeated id (written around lodevec): last one wins, row by row
-        for off in range(0, n, 65536):
-            snap.upsert(table.slice(off, 65536))
-        return snap
-    # one pass per column, no per-row Python work beyond the lists themselves
-    mat, snap.texts, snap.sources, snap.chunks, snap.metas = _columns(table, snap.dim)
-    snap._vecs = _unit_rows(mat)
-    snap._codes, snap._scales = kernels.quantize_codes(snap._vecs)
-    snap._alive = np.ones(n, bool)
-    snap.ids, snap.slot, snap.n = ids, slot, n
-    return snap

@@ -11,7 +11,7 @@ import pytest
 from conftest import run_together, unit_vectors
 from lodevec import errors, kernels
 from lodevec.store import Database
-from lodevec.store.resident import Snapshot, candidate_count, snapshot_from_arrow
+from lodevec.store.resident import Snapshot, candidate_count
 
 DIM = 24
 IDENT = {"architecture": "nomic-bert", "model": "m.gguf", "digest": "b" * 64, "dim": DIM}
@@ -98,7 +98,7 @@ def test_snapshot_search_equals_exact_and_follows_writes():
                          "metadata": ["{}"] * len(sel),
                          "embedding": pa.FixedSizeListArray.from_arrays(pa.array(v.ravel()), DIM)})
 
-    snap = snapshot_from_arrow(table(range(n), vecs), DIM, version=7)
+    snap = Snapshot.from_arrow(table(range(n), vecs), DIM, version=7)
     assert len(snap) == n and snap.version == 7 and snap.nbytes > n * DIM * 5
     queries = unit(rng, 40)
     for k in (1, 10, 50):
@@ -139,7 +139,7 @@ def test_exact_snapshot_search_scores_every_row(dead):
     n = 2000
     vecs = unit(rng, n)
     ids = [f"r{i}" for i in range(n)]
-    snap = snapshot_from_arrow(pa.table({
+    snap = Snapshot.from_arrow(pa.table({
         "id": ids, "text": ids, "source": ["s"] * n, "chunk": list(range(n)), "metadata": ["{}"] * n,
         "embedding": pa.FixedSizeListArray.from_arrays(pa.array(vecs.ravel()), DIM)}), DIM, 1)
     alive = np.ones(n, bool)

@@ -1,0 +1,343 @@
+"""Records: the one validator, and the Arrow rows the store writes.
+
+One LanceDB table per collection, with the columns
+
+==============  ==================================  =========================================
+column          Arrow type                          meaning
+==============  ==================================  =========================================
+id              string (not null, primary key)      caller's key; upserts match on it
+text            string                              the chunk text (full-text indexed)
+source          string                              file path or other origin ("" if none)
+chunk           int32                               index of the chunk within ``source``
+metadata        string                              a JSON object
+content_hash    string                              lets the ingester skip unchanged chunks
+embedding       fixed_size_list<float32, dim>       the vector (cosine distance)
+==============  ==================================  =========================================
+
+``id`` is declared an (unenforced) primary key in its field metadata: LanceDB's
+merge-insert then records the keys each commit inserts, so two processes inserting the
+same new id conflict (and one retries) instead of silently committing a duplicate row,
+which plain merge-insert on an ordinary column does.
+
+:func:`validate_record` is the check every record passes (the store's dict path calls it
+per record); :func:`records_to_table` turns a whole upsert (dicts or Arrow) into the
+table's Arrow rows, checking vectors too.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .. import errors
+from ._lance import VECTOR_COLUMN
+from .identity import schema_metadata
+
+__all__ = ["COLUMNS", "content_hash", "validate_record", "records_to_table", "table_schema",
+           "parse_metadata"]
+
+COLUMNS = ("id", "text", "source", "chunk", "metadata", "content_hash", VECTOR_COLUMN)
+PK_KEY = "lance-schema:unenforced-primary-key:position"
+_INT32_MAX = 2**31 - 1
+
+
+def table_schema(dim: int, identity: Mapping) -> pa.Schema:
+    """The schema of a new collection of ``dim``-d vectors made by model ``identity``."""
+    return pa.schema([
+        pa.field("id", pa.string(), nullable=False, metadata={PK_KEY: "1"}),
+        pa.field("text", pa.string(), nullable=False),
+        pa.field("source", pa.string()),
+        pa.field("chunk", pa.int32()),
+        pa.field("metadata", pa.string()),
+        pa.field("content_hash", pa.string()),
+        pa.field(VECTOR_COLUMN, pa.list_(pa.float32(), dim), nullable=False),
+    ], metadata=schema_metadata(identity))
+
+
+def content_hash(text: str) -> str:
+    """The ``content_hash`` column: sha256 of the text's UTF-8 bytes (hex)."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def metadata_json(meta: Any, where: str) -> str:
+    """A record's metadata as a JSON object string (RecordError if it is not one)."""
+    if meta is None:
+        return "{}"
+    if isinstance(meta, str):
+        try:
+            parsed = json.loads(meta)
+        except ValueError as e:
+            raise errors.RecordError(f"{where}: metadata is not valid JSON: {e}") from None
+        if not isinstance(parsed, dict):
+            raise errors.RecordError(f"{where}: metadata must be a JSON object")
+        return meta
+    if not isinstance(meta, Mapping):
+        raise errors.RecordError(
+            f"{where}: metadata must be a dict or a JSON string, got {type(meta).__name__}")
+    if not meta:
+        return "{}"
+    try:
+        return json.dumps(meta, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise errors.RecordError(f"{where}: metadata is not JSON-serialisable: {e}") from None
+
+
+def parse_metadata(s: str | None) -> dict:
+    """The stored metadata string as a dict (never raises: odd values are wrapped)."""
+    if not s:
+        return {}
+    try:
+        v = json.loads(s)
+    except ValueError:
+        return {"_raw": s}
+    return v if isinstance(v, dict) else {"_value": v}
+
+
+def _fields(r: Any, i: int, label: str | None) -> tuple[str, str, str, int, str, str]:
+    """``(id, text, source, chunk, metadata JSON, content_hash)`` of record ``r``."""
+    # hot path of every ingest: exact-type checks first, the general ones only on misses
+    if type(r) is not dict and not isinstance(r, Mapping):
+        raise errors.RecordError(f"{label or f'record {i}'}: expected a dict, got {type(r).__name__}")
+    rid = r.get("id")
+    if type(rid) is not str or not rid:
+        if isinstance(rid, bool) or not isinstance(rid, (str, int, np.integer)) or rid == "":
+            raise errors.RecordError(
+                f"{label or f'record {i}'}: 'id' is missing or not a non-empty string")
+        rid = str(rid)
+    text = r.get("text")
+    if type(text) is not str or not text or text.isspace():
+        if not isinstance(text, str) or not text.strip():
+            raise errors.RecordError(f"{label or f'record {i}'} (id {rid!r}): 'text' is missing or empty")
+    source = r.get("source")
+    if type(source) is not str:
+        if source is None:
+            source = ""
+        elif isinstance(source, (str, os.PathLike)):
+            source = os.fspath(source)
+        else:
+            raise errors.RecordError(f"{label or f'record {i}'} (id {rid!r}): 'source' must be a string")
+    chunk = r.get("chunk", 0)
+    if type(chunk) is not int or not 0 <= chunk <= _INT32_MAX:
+        if chunk is None:
+            chunk = 0
+        elif isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) \
+                or not 0 <= chunk <= _INT32_MAX:
+            raise errors.RecordError(
+                f"{label or f'record {i}'} (id {rid!r}): 'chunk' must be an int in [0, 2^31)")
+        chunk = int(chunk)
+    meta = r.get("metadata")
+    meta = "{}" if meta is None else metadata_json(meta, f"{label or f'record {i}'} (id {rid!r})")
+    ch = r.get("content_hash")
+    if type(ch) is not str or not ch:
+        if ch is not None and ch != "" and not isinstance(ch, str):
+            raise errors.RecordError(
+                f"{label or f'record {i}'} (id {rid!r}): 'content_hash' must be a string")
+        ch = ch or content_hash(text)
+    return rid, text, source, chunk, meta, ch
+
+
+def validate_record(record: Any, i: int = 0, *, label: str | None = None) -> dict:
+    """One record checked and normalised as the store writes it (its vector aside).
+
+    Args:
+        record: ``{"id", "text", "source"?, "chunk"?, "metadata"? (dict | JSON string |
+            None), "content_hash"? (None -> sha256 of text)}``; other keys are ignored.
+        i: its position, for messages (``"record 3: ..."``).
+        label: names the record in messages instead (e.g. ``"notes.jsonl:3"``).
+
+    Returns:
+        ``{"id": str, "text": str, "source": str, "chunk": int, "metadata": str (a JSON
+        object), "content_hash": str}``.
+
+    Raises:
+        RecordError: not a dict, missing/empty id or text, bad source, chunk or metadata
+            (the messages the store's upsert raises).
+    """
+    rid, text, source, chunk, meta, ch = _fields(record, i, label)
+    return {"id": rid, "text": text, "source": source, "chunk": chunk, "metadata": meta,
+            "content_hash": ch}
+
+
+def records_to_table(records: Any, schema: pa.Schema, *, embeddings: np.ndarray | None = None,
+                     collection: str = "") -> pa.Table:
+    """An upsert's records as the collection's Arrow rows, every check done first.
+
+    Args:
+        records: dicts (see :func:`validate_record`, plus ``"embedding"`` unless
+            ``embeddings`` is given) or a pyarrow Table / RecordBatch with those columns.
+        schema: the collection's columns (:data:`COLUMNS`; the vector length is read here).
+        embeddings: float32 (n, dim) vectors of dict records without an "embedding" key.
+        collection: its name, for messages.
+
+    Returns:
+        A table of ``schema``; a repeated id keeps its last record.
+
+    Raises:
+        RecordError, DimensionError: the first bad record, named by position and id.
+    """
+    dim = int(schema.field(VECTOR_COLUMN).type.list_size)
+    if isinstance(records, pa.RecordBatch):
+        records = pa.Table.from_batches([records])
+    if isinstance(records, pa.Table):
+        if embeddings is not None:
+            raise errors.InputError("pass embeddings inside the Arrow table, not separately")
+        cols = _from_arrow(records, dim, collection)
+    else:
+        if isinstance(records, Mapping):
+            raise errors.RecordError("upsert takes a list of records, not a single dict")
+        # building ~6 objects per record makes the cyclic GC rescan all live records again
+        # and again (halves throughput on big upserts); nothing here creates cycles
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            cols = _from_dicts(list(records), embeddings, dim, collection)
+        finally:
+            if enabled:
+                gc.enable()
+    return _assemble(*cols, schema=schema)
+
+
+def _from_dicts(records: list, embeddings: np.ndarray | None, dim: int, name: str) -> tuple:
+    n = len(records)
+    rows = [_fields(r, i, None) for i, r in enumerate(records)]
+    ids, texts, sources, chunks, metas, hashes = (list(c) for c in zip(*rows, strict=True)) \
+        if rows else ([], [], [], [], [], [])
+    if embeddings is not None:
+        mat = np.asarray(embeddings)
+        if mat.ndim != 2 or mat.shape[0] != n or mat.shape[1] != dim:
+            raise errors.DimensionError(
+                f"embeddings have shape {mat.shape}; expected ({n}, {dim}) for collection "
+                f"{name!r} (first id {ids[0] if ids else None!r})")
+        return ids, texts, sources, chunks, metas, hashes, mat
+    vecs = [r.get("embedding") for r in records]
+    try:  # one C-level pass when every vector is well-formed
+        if n and all(type(v) is np.ndarray for v in vecs):
+            mat = np.stack(vecs).astype(np.float32, copy=False)  # much faster than asarray
+        else:
+            mat = np.asarray(vecs, dtype=np.float32) if n else np.zeros((0, dim), np.float32)
+    except (ValueError, TypeError):
+        mat = None
+    if mat is None or mat.shape != (n, dim):
+        _explain_bad_vector(vecs, ids, dim, name)
+    return ids, texts, sources, chunks, metas, hashes, mat
+
+
+def _explain_bad_vector(vecs: list, ids: list[str], dim: int, name: str) -> None:
+    """Raise the error naming the first malformed embedding."""
+    for i, v in enumerate(vecs):
+        where = f"record {i} (id {ids[i]!r})"
+        if v is None:
+            raise errors.RecordError(f"{where}: 'embedding' is missing")
+        shape = np.shape(v)
+        if len(shape) != 1 or shape[0] != dim:
+            got = shape[0] if len(shape) == 1 else shape
+            raise errors.DimensionError(
+                f"{where}: embedding has dimension {got}; collection {name!r} expects {dim}")
+        try:
+            np.asarray(v, dtype=np.float32)
+        except (ValueError, TypeError) as e:
+            raise errors.RecordError(f"{where}: 'embedding' is not a vector of numbers: {e}") from None
+    raise errors.RecordError("the embeddings are not vectors of numbers")
+
+
+def _from_arrow(t: pa.Table, dim: int, name: str) -> tuple:
+    names = set(t.column_names)
+    missing = {"id", "text", VECTOR_COLUMN} - names
+    if missing:
+        raise errors.RecordError(f"the Arrow table lacks column(s) {sorted(missing)}")
+    unknown = names - set(COLUMNS)
+    if unknown:
+        raise errors.RecordError(f"the Arrow table has unknown column(s) {sorted(unknown)}")
+    n = t.num_rows
+    try:
+        ids_arr = pc.cast(t["id"], pa.string())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+        raise errors.RecordError(f"column 'id' is not a string column: {e}") from None
+    ids = ids_arr.to_pylist()
+    for i, rid in enumerate(ids):
+        if not rid:
+            raise errors.RecordError(f"row {i}: 'id' is missing or empty")
+    texts = t["text"].to_pylist()
+    for i, text in enumerate(texts):
+        if not isinstance(text, str) or not text.strip():
+            raise errors.RecordError(f"row {i} (id {ids[i]!r}): 'text' is missing or empty")
+    sources = [s or "" for s in t["source"].to_pylist()] if "source" in names else [""] * n
+    if "chunk" in names:
+        chunks = [0 if c is None else int(c) for c in t["chunk"].to_pylist()]
+        for i, c in enumerate(chunks):
+            if not 0 <= c <= _INT32_MAX:
+                raise errors.RecordError(f"row {i} (id {ids[i]!r}): 'chunk' out of range")
+    else:
+        chunks = [0] * n
+    metas = ([metadata_json(m, f"row {i} (id {ids[i]!r})")
+              for i, m in enumerate(t["metadata"].to_pylist())] if "metadata" in names
+             else ["{}"] * n)
+    hashes = t["content_hash"].to_pylist() if "content_hash" in names else [None] * n
+    hashes = [h if h else content_hash(texts[i]) for i, h in enumerate(hashes)]
+    return ids, texts, sources, chunks, metas, hashes, _arrow_vectors(t, ids, dim, name)
+
+
+def _arrow_vectors(t: pa.Table, ids: list[str], dim: int, name: str) -> np.ndarray:
+    col = t[VECTOR_COLUMN].combine_chunks()
+    if col.null_count:
+        i = next(i for i, v in enumerate(col.is_null().to_pylist()) if v)
+        raise errors.RecordError(f"row {i} (id {ids[i]!r}): 'embedding' is null")
+    if pa.types.is_fixed_size_list(col.type):
+        if col.type.list_size != dim:
+            raise errors.DimensionError(
+                f"row 0 (id {ids[0] if ids else None!r}): embedding has dimension "
+                f"{col.type.list_size}; collection {name!r} expects {dim}")
+    elif pa.types.is_list(col.type) or pa.types.is_large_list(col.type):
+        lens = pc.list_value_length(col).to_numpy(zero_copy_only=False)
+        bad = np.flatnonzero(lens != dim)
+        if bad.size:
+            i = int(bad[0])
+            raise errors.DimensionError(
+                f"row {i} (id {ids[i]!r}): embedding has dimension {int(lens[i])}; "
+                f"collection {name!r} expects {dim}")
+    else:
+        raise errors.RecordError(f"column 'embedding' has type {col.type}; expected a list of floats")
+    values = col.flatten()  # honours slicing offsets
+    if values.null_count:
+        raise errors.RecordError("an embedding contains null values")
+    return values.to_numpy(zero_copy_only=False).reshape(t.num_rows, dim)
+
+
+def _assemble(ids, texts, sources, chunks, metas, hashes, mat: np.ndarray, *,
+              schema: pa.Schema) -> pa.Table:
+    mat = np.ascontiguousarray(mat, dtype=np.float32)
+    # one pass: a NaN/inf anywhere in a row makes its squared norm NaN/inf
+    norms = np.einsum("ij,ij->i", mat, mat)
+    if not np.isfinite(norms).all():
+        rows = np.flatnonzero(~np.isfinite(norms))
+        bad = rows[~np.isfinite(mat[rows]).all(axis=1)]
+        if bad.size:
+            i = int(bad[0])
+            raise errors.RecordError(f"record {i} (id {ids[i]!r}): embedding contains NaN or inf")
+    if (norms == 0).any():
+        i = int(np.flatnonzero(norms == 0)[0])
+        raise errors.RecordError(
+            f"record {i} (id {ids[i]!r}): embedding is all zeros (no cosine direction)")
+    if len(set(ids)) != len(ids):
+        # merge-insert with repeated keys is undefined: keep each id's last record
+        last = {rid: i for i, rid in enumerate(ids)}
+        keep = sorted(last.values())
+        ids, texts, sources, chunks, metas, hashes = (
+            [col[i] for i in keep] for col in (ids, texts, sources, chunks, metas, hashes))
+        mat = mat[keep]
+    dim = int(schema.field(VECTOR_COLUMN).type.list_size)
+    # the FixedSizeList wraps the flat float buffer: no per-row Python objects
+    emb = pa.FixedSizeListArray.from_arrays(pa.array(mat.reshape(-1), type=pa.float32()), dim)
+    return pa.Table.from_arrays([
+        pa.array(ids, pa.string()), pa.array(texts, pa.string()),
+        pa.array(sources, pa.string()), pa.array(chunks, pa.int32()),
+        pa.array(metas, pa.string()), pa.array(hashes, pa.string()), emb,
+    ], schema=schema)
