@@ -56,18 +56,15 @@ def recorded_model(identity: dict) -> str | Path:
 
 def stored_identity(db, name: str, *, required: bool) -> dict | None:
     """The identity recorded with collection ``name`` (None if there is no such
-    collection and it is not ``required``)."""
-    if not required and not db.exists(name):
-        return None
-    return db.open(name).identity
+    collection and it is not ``required``: then ``CollectionNotFoundError``)."""
+    return db.open(name).identity if required else db.stored_identity(name)
 
 
 def model_for(db, name: str, model: str | os.PathLike | None) -> str | os.PathLike | None:
     """``model`` if given, else the one recorded with an existing collection, else None
     (the model cache decides)."""
-    if model is None and db is not None and db.exists(name):
-        return recorded_model(db.open(name).identity)
-    return model
+    stored = None if model is not None or db is None else db.stored_identity(name)
+    return model if stored is None else recorded_model(stored)
 
 
 def collection_for(db, name: str, embedder, *, dim: int | None = None, create: bool,
@@ -79,10 +76,12 @@ def collection_for(db, name: str, embedder, *, dim: int | None = None, create: b
         CollectionNotFoundError: it does not exist and ``create`` is False.
         ModelMismatchError: it holds another model's vectors.
     """
+    from .store import stored_dim
+
     if stored is None:
         stored = stored_identity(db, name, required=not create)
-    if dim is None and stored is not None and stored.get("digest") == embedder.digest:
-        dim = stored.get("dim")
+    if dim is None:
+        dim = stored_dim(stored, embedder.digest)
     identity = embedder.identity(dim)
     return db.create_or_open(name, identity=identity) if create else db.open(name, identity=identity)
 

@@ -8,7 +8,6 @@ write is an idempotent upsert by id.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -16,9 +15,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import errors
-from ..store import content_hash
+from ..store.validation import Voice, content_hash, validate_record
 from ..text.chunking import chunk_text
 from .walk import read_text, walk_files
+
+#: how ``index --input`` words a bad record (``file: record 3 (id x): ...``)
+RECORDS_VOICE = Voice(
+    not_object="{w}: expected a JSON object",
+    bad_id='{w}: "id" is missing; expected a string or integer',
+    bad_text='{w} (id {rid}): "text" is missing or empty',
+    bad_source='{w} (id {rid}): "source" must be a string',
+    bad_chunk='{w} (id {rid}): "chunk" must be an int in [0, 2^31)',
+    bad_metadata='{w} (id {rid}): "metadata" must be an object',
+    bad_metadata_value="{w} (id {rid}): metadata is not JSON: {e}",
+)
 
 
 @dataclass
@@ -129,23 +139,9 @@ class Indexer:
         t0 = time.perf_counter()
         chunks = []
         for n, rec in enumerate(records, 1):
-            where = f"{source}: record {n}"
-            if not isinstance(rec, dict):
-                raise errors.RecordError(f"{where}: expected a JSON object")
-            rid, text, meta = rec.get("id"), rec.get("text"), rec.get("metadata", {})
-            if not isinstance(rid, (str, int)) or isinstance(rid, bool) or str(rid) == "":
-                raise errors.RecordError(f"{where}: \"id\" is missing; expected a string or integer")
-            if not isinstance(text, str) or not text.strip():
-                raise errors.RecordError(f"{where} (id {rid}): \"text\" is missing or empty")
-            if meta is None:
-                meta = {}
-            if not isinstance(meta, dict):
-                raise errors.RecordError(f"{where} (id {rid}): \"metadata\" must be an object")
-            try:
-                json.dumps(meta)
-            except (TypeError, ValueError) as e:
-                raise errors.RecordError(f"{where} (id {rid}): metadata is not JSON: {e}") from None
-            chunks.append(Chunk(str(rid), text, rec.get("source") or source, 0, meta, content_hash(text)))
+            r = validate_record(rec, label=f"{source}: record {n}", voice=RECORDS_VOICE,
+                                default_source=source)
+            chunks.append(Chunk(r["id"], r["text"], r["source"], 0, r["metadata"], r["content_hash"]))
         ids = [c.id for c in chunks]
         seen: set[str] = set()
         for i in ids:

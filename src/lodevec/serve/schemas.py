@@ -16,6 +16,7 @@ from starlette.requests import Request
 
 from .. import errors
 from ..arch import TASKS
+from ..store.validation import Voice, validate_record
 from .errors import BodyTooLarge, InvalidJSON, TooManyInputs, ValidationFailed
 
 __all__ = ["MISSING", "EmbeddingsRequest", "Rules", "SearchRequest", "UpsertRequest",
@@ -254,32 +255,24 @@ def documents(docs: list) -> list[dict]:
     return records
 
 
-# TODO(lead): use store.records
+def _invalid_document(message: str) -> ValidationFailed:
+    return ValidationFailed(message, "documents")
+
+
+#: how the API words a bad document: a JSON path (``documents[3].text``)
+DOCUMENT_VOICE = Voice(
+    not_object='{w} must be an object with "id" and "text", not {type}',
+    bad_id="{w}.id must be a non-empty string",
+    bad_text="{w}.text must be a non-empty string",
+    bad_source="{w}.source must be a non-empty string",
+    bad_chunk="{w}.chunk must be an integer >= 0",
+    bad_metadata="{w}.metadata must be an object, not {type}",
+    bad_metadata_value="{w}.metadata is not JSON: {e}",
+    error=_invalid_document,
+)
+
+
 def _document(d: Any, i: int) -> dict:
-    """A store record from one API document (validated; no embedding yet)."""
-    where = f"documents[{i}]"
-    if not isinstance(d, dict):
-        raise ValidationFailed(f"{where} must be an object with \"id\" and \"text\", "
-                               f"not {type_name(d)}", "documents")
-    doc_id = d.get("id")
-    if isinstance(doc_id, int) and not isinstance(doc_id, bool):
-        doc_id = str(doc_id)
-    if not isinstance(doc_id, str) or not doc_id.strip():
-        raise ValidationFailed(f"{where}.id must be a non-empty string", "documents")
-    text = d.get("text")
-    if not isinstance(text, str) or not text.strip():
-        raise ValidationFailed(f"{where}.text must be a non-empty string", "documents")
-    metadata = d.get("metadata")
-    if metadata is None:
-        metadata = {}
-    if not isinstance(metadata, dict):
-        raise ValidationFailed(f"{where}.metadata must be an object, not {type_name(metadata)}",
-                               "documents")
-    source = d.get("source", "api")
-    if not isinstance(source, str) or not source:
-        raise ValidationFailed(f"{where}.source must be a non-empty string", "documents")
-    chunk = d.get("chunk", 0)
-    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 0:
-        raise ValidationFailed(f"{where}.chunk must be an integer >= 0", "documents")
-    # content_hash is left to the store, which hashes the text itself
-    return {"id": doc_id, "text": text, "source": source, "chunk": chunk, "metadata": metadata}
+    """A store record from one API document, checked by the store's one validator
+    (no embedding yet)."""
+    return validate_record(d, label=f"documents[{i}]", voice=DOCUMENT_VOICE, default_source="api")

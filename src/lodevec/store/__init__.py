@@ -26,8 +26,8 @@ from ..settings import DEFAULT_COLLECTION
 _LAZY = {
     "Database": "database", "Collection": "collection", "SearchResult": "query",
     "RRF_K": "query", "IndexPolicy": "indexes", "KIND_NAMES": "indexes",
-    "id_index_refresh_after": "indexes", "content_hash": "records",
-    "validate_record": "records", "effective_dim": "identity", "stored_dim": "identity",
+    "id_index_refresh_after": "indexes", "content_hash": "validation",
+    "validate_record": "validation", "effective_dim": "identity", "stored_dim": "identity",
 }
 
 __all__ = ["Database", "Collection", "SearchResult", "IndexPolicy", "content_hash",
@@ -40,7 +40,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .identity import effective_dim, stored_dim
     from .indexes import KIND_NAMES, IndexPolicy, id_index_refresh_after
     from .query import RRF_K, SearchResult
-    from .records import content_hash, validate_record
+    from .validation import content_hash, validate_record
 
 
 def __getattr__(name: str):

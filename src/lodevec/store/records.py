@@ -27,9 +27,7 @@ table's Arrow rows, checking vectors too.
 from __future__ import annotations
 
 import gc
-import hashlib
 import json
-import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -40,13 +38,13 @@ import pyarrow.compute as pc
 from .. import errors
 from ._lance import VECTOR_COLUMN
 from .identity import schema_metadata
+from .validation import INT32_MAX, _fields, content_hash, metadata_json, validate_record
 
 __all__ = ["COLUMNS", "content_hash", "validate_record", "records_to_table", "table_schema",
            "parse_metadata"]
 
 COLUMNS = ("id", "text", "source", "chunk", "metadata", "content_hash", VECTOR_COLUMN)
 PK_KEY = "lance-schema:unenforced-primary-key:position"
-_INT32_MAX = 2**31 - 1
 
 
 def table_schema(dim: int, identity: Mapping) -> pa.Schema:
@@ -62,34 +60,6 @@ def table_schema(dim: int, identity: Mapping) -> pa.Schema:
     ], metadata=schema_metadata(identity))
 
 
-def content_hash(text: str) -> str:
-    """The ``content_hash`` column: sha256 of the text's UTF-8 bytes (hex)."""
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def metadata_json(meta: Any, where: str) -> str:
-    """A record's metadata as a JSON object string (RecordError if it is not one)."""
-    if meta is None:
-        return "{}"
-    if isinstance(meta, str):
-        try:
-            parsed = json.loads(meta)
-        except ValueError as e:
-            raise errors.RecordError(f"{where}: metadata is not valid JSON: {e}") from None
-        if not isinstance(parsed, dict):
-            raise errors.RecordError(f"{where}: metadata must be a JSON object")
-        return meta
-    if not isinstance(meta, Mapping):
-        raise errors.RecordError(
-            f"{where}: metadata must be a dict or a JSON string, got {type(meta).__name__}")
-    if not meta:
-        return "{}"
-    try:
-        return json.dumps(meta, ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError) as e:
-        raise errors.RecordError(f"{where}: metadata is not JSON-serialisable: {e}") from None
-
-
 def parse_metadata(s: str | None) -> dict:
     """The stored metadata string as a dict (never raises: odd values are wrapped)."""
     if not s:
@@ -99,71 +69,6 @@ def parse_metadata(s: str | None) -> dict:
     except ValueError:
         return {"_raw": s}
     return v if isinstance(v, dict) else {"_value": v}
-
-
-def _fields(r: Any, i: int, label: str | None) -> tuple[str, str, str, int, str, str]:
-    """``(id, text, source, chunk, metadata JSON, content_hash)`` of record ``r``."""
-    # hot path of every ingest: exact-type checks first, the general ones only on misses
-    if type(r) is not dict and not isinstance(r, Mapping):
-        raise errors.RecordError(f"{label or f'record {i}'}: expected a dict, got {type(r).__name__}")
-    rid = r.get("id")
-    if type(rid) is not str or not rid:
-        if isinstance(rid, bool) or not isinstance(rid, (str, int, np.integer)) or rid == "":
-            raise errors.RecordError(
-                f"{label or f'record {i}'}: 'id' is missing or not a non-empty string")
-        rid = str(rid)
-    text = r.get("text")
-    if type(text) is not str or not text or text.isspace():
-        if not isinstance(text, str) or not text.strip():
-            raise errors.RecordError(f"{label or f'record {i}'} (id {rid!r}): 'text' is missing or empty")
-    source = r.get("source")
-    if type(source) is not str:
-        if source is None:
-            source = ""
-        elif isinstance(source, (str, os.PathLike)):
-            source = os.fspath(source)
-        else:
-            raise errors.RecordError(f"{label or f'record {i}'} (id {rid!r}): 'source' must be a string")
-    chunk = r.get("chunk", 0)
-    if type(chunk) is not int or not 0 <= chunk <= _INT32_MAX:
-        if chunk is None:
-            chunk = 0
-        elif isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) \
-                or not 0 <= chunk <= _INT32_MAX:
-            raise errors.RecordError(
-                f"{label or f'record {i}'} (id {rid!r}): 'chunk' must be an int in [0, 2^31)")
-        chunk = int(chunk)
-    meta = r.get("metadata")
-    meta = "{}" if meta is None else metadata_json(meta, f"{label or f'record {i}'} (id {rid!r})")
-    ch = r.get("content_hash")
-    if type(ch) is not str or not ch:
-        if ch is not None and ch != "" and not isinstance(ch, str):
-            raise errors.RecordError(
-                f"{label or f'record {i}'} (id {rid!r}): 'content_hash' must be a string")
-        ch = ch or content_hash(text)
-    return rid, text, source, chunk, meta, ch
-
-
-def validate_record(record: Any, i: int = 0, *, label: str | None = None) -> dict:
-    """One record checked and normalised as the store writes it (its vector aside).
-
-    Args:
-        record: ``{"id", "text", "source"?, "chunk"?, "metadata"? (dict | JSON string |
-            None), "content_hash"? (None -> sha256 of text)}``; other keys are ignored.
-        i: its position, for messages (``"record 3: ..."``).
-        label: names the record in messages instead (e.g. ``"notes.jsonl:3"``).
-
-    Returns:
-        ``{"id": str, "text": str, "source": str, "chunk": int, "metadata": str (a JSON
-        object), "content_hash": str}``.
-
-    Raises:
-        RecordError: not a dict, missing/empty id or text, bad source, chunk or metadata
-            (the messages the store's upsert raises).
-    """
-    rid, text, source, chunk, meta, ch = _fields(record, i, label)
-    return {"id": rid, "text": text, "source": source, "chunk": chunk, "metadata": meta,
-            "content_hash": ch}
 
 
 def records_to_table(records: Any, schema: pa.Schema, *, embeddings: np.ndarray | None = None,
@@ -273,7 +178,7 @@ def _from_arrow(t: pa.Table, dim: int, name: str) -> tuple:
     if "chunk" in names:
         chunks = [0 if c is None else int(c) for c in t["chunk"].to_pylist()]
         for i, c in enumerate(chunks):
-            if not 0 <= c <= _INT32_MAX:
+            if not 0 <= c <= INT32_MAX:
                 raise errors.RecordError(f"row {i} (id {ids[i]!r}): 'chunk' out of range")
     else:
         chunks = [0] * n
