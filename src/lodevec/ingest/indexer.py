@@ -19,16 +19,13 @@ from ..store.validation import Voice, content_hash, validate_record
 from ..text.chunking import chunk_text
 from .walk import read_text, walk_files
 
-#: how ``index --input`` words a bad record (``file: record 3 (id x): ...``)
-RECORDS_VOICE = Voice(
-    not_object="{w}: expected a JSON object",
-    bad_id='{w}: "id" is missing; expected a string or integer',
-    bad_text='{w} (id {rid}): "text" is missing or empty',
-    bad_source='{w} (id {rid}): "source" must be a string',
-    bad_chunk='{w} (id {rid}): "chunk" must be an int in [0, 2^31)',
-    bad_metadata='{w} (id {rid}): "metadata" must be an object',
-    bad_metadata_value="{w} (id {rid}): metadata is not JSON: {e}",
-)
+#: how ``index --input`` words a bad record (``file: record 3 (id x): ...``); source and
+#: chunk problems keep the store's words
+RECORDS_VOICE = Voice(not_object="{w}: expected a JSON object",
+                      bad_id='{w}: "id" is missing; expected a string or integer',
+                      bad_text='{w} (id {rid}): "text" is missing or empty',
+                      bad_metadata='{w} (id {rid}): "metadata" must be an object',
+                      bad_metadata_value="{w} (id {rid}): metadata is not JSON: {e}")
 
 
 @dataclass
