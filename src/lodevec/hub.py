@@ -19,7 +19,7 @@ Verification:
 * After verification a ``<file>.sha256`` sidecar (``sha256sum`` format) is written.  A
   later ``pull()`` trusts a sidecar that is not older than the file and whose digest
   matches the manifest, so it returns at once, without network and without re-hashing
-  hundreds of MB (about a second per 500 MB).  A file modified after its sidecar was
+  hundreds of MB.  A file modified after its sidecar was
   written (newer mtime) is hashed again.  A sidecar does not protect against silent
   disk corruption that keeps the mtime; ``pull(force=True)`` downloads and checks anew.
 
