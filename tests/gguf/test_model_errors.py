@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import struct
 
+import gguf
 import numpy as np
 import pytest
 
-import gguf
 from conftest import MINILM_FILE, NOMIC
 from gguf_edit import rewrite
 from lodevec import errors

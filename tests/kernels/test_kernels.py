@@ -10,11 +10,11 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import gguf
 import gguf.quants
 import numpy as np
 import pytest
 
-import gguf
 from lodevec import kernels
 from lodevec._kernels import matmul as _mm
 from lodevec._kernels import quant as _quant
