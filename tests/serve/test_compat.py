@@ -8,7 +8,7 @@ import httpx
 import numpy as np
 import pytest
 
-from conftest import NOMIC
+from conftest import NOMIC, error_of
 from lodevec.embedding import Embedder, Encoder
 from lodevec.serve import BackgroundServer, create_app
 
@@ -45,15 +45,6 @@ def client(server):
 
 def close(a, b, atol=2e-5) -> bool:
     return np.allclose(np.asarray(a, dtype=np.float32), np.asarray(b, dtype=np.float32), atol=atol)
-
-
-def error_of(r: httpx.Response, status: int, code: str, *words: str) -> dict:
-    assert r.status_code == status, r.text
-    err = r.json()["error"]
-    assert set(err) == {"message", "type", "param", "code"} and err["code"] == code, err
-    for w in words:
-        assert w in err["message"], err
-    return err
 
 
 # ============================================================================ OpenAI

@@ -9,7 +9,7 @@ import argparse
 import httpx
 import pytest
 
-from conftest import NOMIC
+from conftest import NOMIC, error_of
 from lodevec import errors
 from lodevec.embedding import Embedder, Encoder
 from lodevec.serve import BackgroundServer, create_app, run, security
@@ -52,15 +52,6 @@ def cors_server(emb):
 
 def bearer(key: str) -> dict:
     return {"authorization": f"Bearer {key}"}
-
-
-def error_of(r: httpx.Response, status: int, code: str, *words: str) -> dict:
-    assert r.status_code == status, r.text
-    err = r.json()["error"]
-    assert set(err) == {"message", "type", "param", "code"} and err["code"] == code, err
-    for w in words:
-        assert w in err["message"], err
-    return err
 
 
 # ============================================================================ keys

@@ -23,7 +23,7 @@ import httpx
 import numpy as np
 import pytest
 
-from conftest import NOMIC
+from conftest import NOMIC, error_of
 from lodevec.embedding import Embedder, Encoder
 from lodevec.serve import BackgroundServer, Limits, create_app, parse_addr
 
@@ -73,18 +73,6 @@ def store_server(emb, tmp_path_factory):
 
 def close(a, b, atol=2e-5) -> bool:
     return np.allclose(np.asarray(a, dtype=np.float32), np.asarray(b, dtype=np.float32), atol=atol)
-
-
-def error_of(r: httpx.Response, status: int, code: str, *words: str) -> dict:
-    """Check an OpenAI-shaped error response and return its error object."""
-    assert r.status_code == status, r.text
-    assert r.headers["content-type"].startswith("application/json")
-    err = r.json()["error"]
-    assert set(err) == {"message", "type", "param", "code"}
-    assert err["code"] == code, err
-    for w in words:
-        assert w in err["message"], err
-    return err
 
 
 # ============================================================================ embeddings

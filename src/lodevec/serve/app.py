@@ -20,7 +20,8 @@ All texts go through one ``DynamicBatcher``, so concurrent requests share model
 forwards.  Every error is a JSON body ``{"error": {"message", "type", "param",
 "code"}}`` whose status comes from ``errors.ERROR_TABLE``.
 
-A new route is a handler (``handlers``), a schema (``schemas``) and one line of ``ROUTES``.
+A new route is a handler (``handlers``), a schema (``schemas``) and one line of ``ROUTES``,
+under the key it needs.
 """
 
 from __future__ import annotations
@@ -48,24 +49,28 @@ __all__ = ["ROUTES", "create_app"]
 
 Handler = Callable[[Service, Request], Awaitable[Response]]
 
-#: ``(path, method, handler, access, embeds)``; ``access``: the key the route needs
-#: (``security.OPEN`` / ``READ`` / ``WRITE``); ``embeds``: the handler embeds texts, so it
-#: is counted as arriving until its texts are queued (the batcher waits for it)
-ROUTES: tuple[tuple[str, str, Handler, str, bool], ...] = (
-    ("/v1/embeddings", "POST", handlers.embeddings, READ, True),
-    ("/embeddings", "POST", handlers.embeddings, READ, True),
-    ("/v1/models", "GET", handlers.models, READ, False),
-    ("/v1/models/{model_id:path}", "GET", handlers.model, READ, False),
-    ("/embed", "POST", handlers.embed, READ, True),
-    ("/tokenize", "POST", handlers.tokenize, READ, False),
-    ("/search", "POST", handlers.search, READ, True),
-    ("/documents", "POST", handlers.upsert_documents, WRITE, True),
-    ("/documents/{doc_id:path}", "GET", handlers.get_document, READ, False),
-    ("/documents/{doc_id:path}", "DELETE", handlers.delete_document, WRITE, False),
-    ("/health", "GET", handlers.health, OPEN, False),
-    ("/info", "GET", handlers.info, READ, False),
-    ("/metrics", "GET", handlers.metrics_page, READ, False),
-)
+#: the routes by the key they need (``security``: none, a read key, a full key), each
+#: ``(path, method, handler, embeds)``; ``embeds``: the handler embeds texts, so it is
+#: counted as arriving until its texts are queued (the batcher waits for it)
+ROUTES: dict[str, tuple[tuple[str, str, Handler, bool], ...]] = {
+    OPEN: (("/health", "GET", handlers.health, False),),
+    READ: (
+        ("/v1/embeddings", "POST", handlers.embeddings, True),
+        ("/embeddings", "POST", handlers.embeddings, True),
+        ("/v1/models", "GET", handlers.models, False),
+        ("/v1/models/{model_id:path}", "GET", handlers.model, False),
+        ("/embed", "POST", handlers.embed, True),  # TEI
+        ("/tokenize", "POST", handlers.tokenize, False),  # TEI
+        ("/search", "POST", handlers.search, True),
+        ("/documents/{doc_id:path}", "GET", handlers.get_document, False),
+        ("/info", "GET", handlers.info, False),
+        ("/metrics", "GET", handlers.metrics_page, False),
+    ),
+    WRITE: (
+        ("/documents", "POST", handlers.upsert_documents, True),
+        ("/documents/{doc_id:path}", "DELETE", handlers.delete_document, False),
+    ),
+}
 
 
 def _endpoint(fn: Handler, svc: Service, access: str,
@@ -156,7 +161,7 @@ def create_app(embedder: Embedder, db_uri: str | None = None, collection: str = 
     """
     svc = Service(embedder, db_uri, collection, dim, limits or Limits(), security or Security())
     routes = [Route(path, _endpoint(fn, svc, access, embeds), methods=[method])
-              for path, method, fn, access, embeds in ROUTES]
+              for access, rows in ROUTES.items() for path, method, fn, embeds in rows]
 
     @contextlib.asynccontextmanager
     async def lifespan(app):

@@ -2,7 +2,8 @@
 
 Every error body is OpenAI-shaped, ``{"error": {"message", "type", "param", "code"}}``,
 and its status comes from ``ERROR_TABLE`` (as TEI's router maps its errors in one place:
-400 bad JSON, 413 too large, 422 validation, 429 overloaded, 503 not ready).
+400 bad JSON, 401 no / wrong key, 403 read-only key or foreign Host / Origin, 415 not
+JSON, 413 too large, 422 validation, 429 overloaded, 503 not ready).
 """
 
 from __future__ import annotations

@@ -281,6 +281,13 @@ class SearchRequest:
         return cls(query, k, where, mode, bool_field(body, "exact", False))
 
 
+def tei_inputs(body: Any, fields: frozenset[str], rules: Rules) -> tuple[dict, list[str]]:
+    """A TEI body checked for its fields, and its ``inputs``."""
+    body = object_of(body, 'with an "inputs" field')
+    known_fields(body, fields)
+    return body, texts_of(body.get("inputs", MISSING), rules, "inputs")
+
+
 @dataclass(frozen=True)
 class EmbedRequest:
     """``POST /embed`` (TEI): ``{inputs, normalize?, truncate?, truncation_direction?,
@@ -297,9 +304,7 @@ class EmbedRequest:
 
     @classmethod
     def parse(cls, body: Any, rules: Rules) -> EmbedRequest:
-        body = object_of(body, 'with an "inputs" field')
-        known_fields(body, cls.FIELDS)
-        texts = texts_of(body.get("inputs", MISSING), rules, "inputs")
+        body, texts = tei_inputs(body, cls.FIELDS, rules)
         if not bool_field(body, "normalize", True):
             raise ValidationFailed("'normalize': false is not supported; this server returns "
                                    "unit-length vectors", "normalize")
@@ -325,9 +330,7 @@ class TokenizeRequest:
 
     @classmethod
     def parse(cls, body: Any, rules: Rules) -> TokenizeRequest:
-        body = object_of(body, 'with an "inputs" field')
-        known_fields(body, cls.FIELDS)
-        texts = texts_of(body.get("inputs", MISSING), rules, "inputs")
+        body, texts = tei_inputs(body, cls.FIELDS, rules)
         return cls(texts, prompt_of(body.get("prompt_name"), "search_document"),
                    bool_field(body, "add_special_tokens", True))
 
