@@ -59,6 +59,18 @@ def pytest_report_header(config):
     return f"lodevec imported from {Path(lodevec.__file__).parent}"
 
 
+def error_of(r, status: int, code: str, *words: str) -> dict:
+    """Check an OpenAI-shaped error response (an ``httpx.Response``) and return its error object."""
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/json")
+    err = r.json()["error"]
+    assert set(err) == {"message", "type", "param", "code"}
+    assert err["code"] == code, err
+    for w in words:
+        assert w in err["message"], err
+    return err
+
+
 def run_cli(argv, stdin: str = "", monkeypatch=None) -> tuple[int, str]:
     """``lodevec.cli.main(argv)`` with stdout captured (and stdin replaced if given)."""
     import io

@@ -287,9 +287,12 @@ def cmd_serve(args, out) -> int:
     from .embedding import Embedder
     from .hub import resolve_model
     from .serve import serve_from_args
+    from .serve.run import parse_addr, security_from_args
     from .session import model_for
     from .store import Database
 
+    # an open bind is refused before the model loads, not after
+    security_from_args(args).check_bind(parse_addr(args.addr)[0])
     db = Database(args.db, resident=False) if args.db else None
     emb = Embedder.from_gguf(resolve_model(model_for(db, args.collection, args.model)),
                              threads=args.threads, device=args.device, cache_size=args.cache_size)

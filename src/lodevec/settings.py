@@ -84,3 +84,15 @@ def hf_cache() -> str | None:
     if os.environ.get("HF_HOME"):
         return os.path.join(os.environ["HF_HOME"], "hub")
     return None
+
+
+def api_key() -> str | None:
+    """``LODEVEC_API_KEY``: the server's full-access key when no ``--api-key`` /
+    ``--api-key-file`` is given."""
+    return _env("LODEVEC_API_KEY") or None
+
+
+def read_api_key() -> str | None:
+    """``LODEVEC_READ_API_KEY``: the server's read-only key when no ``--read-api-key`` /
+    ``--read-api-key-file`` is given."""
+    return _env("LODEVEC_READ_API_KEY") or None

@@ -23,7 +23,7 @@ import httpx
 import numpy as np
 import pytest
 
-from conftest import NOMIC
+from conftest import NOMIC, error_of
 from lodevec.embedding import Embedder, Encoder
 from lodevec.serve import BackgroundServer, Limits, create_app, parse_addr
 
@@ -75,25 +75,13 @@ def close(a, b, atol=2e-5) -> bool:
     return np.allclose(np.asarray(a, dtype=np.float32), np.asarray(b, dtype=np.float32), atol=atol)
 
 
-def error_of(r: httpx.Response, status: int, code: str, *words: str) -> dict:
-    """Check an OpenAI-shaped error response and return its error object."""
-    assert r.status_code == status, r.text
-    assert r.headers["content-type"].startswith("application/json")
-    err = r.json()["error"]
-    assert set(err) == {"message", "type", "param", "code"}
-    assert err["code"] == code, err
-    for w in words:
-        assert w in err["message"], err
-    return err
-
-
 # ============================================================================ embeddings
 def test_embeddings_float_match_embedder(client, ref):
     texts = ["the cat sat on the mat", "Rust is a systems language", "ünïcödé text ✓"]
     r = client.post("/v1/embeddings", json={"input": texts, "model": "nomic-embed-text"})
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["object"] == "list" and body["model"] == "nomic-embed-text"
+    assert body["object"] == "list" and body["model"] == MODEL.name  # the served model
     assert [d["index"] for d in body["data"]] == [0, 1, 2]
     assert all(d["object"] == "embedding" for d in body["data"])
     want = ref.encode(texts, task="search_document")

@@ -5,6 +5,7 @@ product's inputs (no empty texts); the store, the CLI and the server all embed t
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -15,6 +16,9 @@ from ..text.prompts import validate_task
 from .cache import EmbeddingCache, cache_key
 from .encoder import EmbeddingResult, Encoder
 from .tokenized import Tokenized
+
+#: one token of ``Embedder.token_details``: ``(id, text, special, start, stop)``
+TokenDetail = tuple[int, str, bool, int | None, int | None]
 
 
 class Embedder:
@@ -91,6 +95,38 @@ class Embedder:
         """Character span of each word piece of ``text`` (no prefix, no special tokens):
         what chunking cuts at."""
         return self.encoder.tokenizer.offsets(text)
+
+    def token_details(self, texts: str | Sequence[str], task: str | None = None,
+                      add_special_tokens: bool = True) -> list[tuple[str, list[TokenDetail]]]:
+        """Every token of each text as embedded for ``task``, not truncated (what a
+        ``/tokenize`` route shows).
+
+        Returns:
+            Per text, ``(prompted, tokens)``: the text with its task prefix, and
+            ``(id, text, special, start, stop)`` per token, ``start:stop`` being its
+            character span in ``prompted`` (``None`` for special tokens, whose text is
+            the vocabulary's, e.g. ``[CLS]``).
+        """
+        texts = self._checked(texts)
+        enc = self.encoder
+        tk = enc.tokenizer
+        prompted = enc.prompted(texts, validate_task(task))
+        rows = tk.encode_batch(prompted, sys.maxsize)  # untruncated: every token is listed
+        specials = {tk.cls_id, tk.sep_id, tk.pad_id}
+        vocab = enc.model.tokens
+        out = []
+        for text, row in zip(prompted, rows, strict=True):
+            # ids are [CLS] + the word pieces + [SEP]; the spans are the word pieces'
+            spans = [None, *tk.offsets(text), None]
+            tokens: list[TokenDetail] = []
+            for tid, span in zip(row.ids, spans, strict=True):
+                if tid in specials:
+                    if add_special_tokens or span is not None:
+                        tokens.append((tid, vocab[tid], True, None, None))
+                else:
+                    tokens.append((tid, text[span[0]:span[1]], False, span[0], span[1]))
+            out.append((text, tokens))
+        return out
 
     def _checked(self, texts: str | Sequence[str]) -> list[str]:
         """The texts as a list, refusing non-strings and (unless allowed) empty texts."""

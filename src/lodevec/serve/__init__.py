@@ -5,6 +5,8 @@
   the one table mapping exceptions to statuses.
 - ``service``: lifecycle, the writer thread, token limits; ``batcher``: the queue that
   shares model forwards between requests; ``metrics``: counters and ``/metrics``.
+- ``security``: API keys (full / read-only), the Host and Origin checks, CORS, the
+  refusal to bind a non-loopback address without a key.
 - ``run``: uvicorn (``serve``, ``BackgroundServer``) and the ``lodevec serve`` options.
 """
 
@@ -14,6 +16,7 @@ from .app import create_app
 from .errors import ERROR_TABLE
 from .limits import Limits
 from .run import BackgroundServer, add_arguments, parse_addr, serve, serve_from_args
+from .security import Security
 
-__all__ = ["ERROR_TABLE", "BackgroundServer", "Limits", "add_arguments", "create_app",
+__all__ = ["ERROR_TABLE", "BackgroundServer", "Limits", "Security", "add_arguments", "create_app",
            "parse_addr", "serve", "serve_from_args"]

@@ -7,15 +7,21 @@ collection of a LanceDB database; ``run.serve`` runs it with uvicorn.  Routes:
   ``dimensions``, ``encoding_format``), plus ``task`` (nomic prefix, default
   ``search_document``) and ``truncate``.  Existing OpenAI / LangChain clients work
   unchanged.  Truncated inputs are listed in the ``x-lodevec-truncated`` header.
-- ``POST /search``: ``{query, k, where, hybrid, exact}`` over the collection.
+- ``GET /v1/models``, ``GET /v1/models/{id}``: the served model (OpenAI's list shape).
+- ``POST /embed``, ``POST /tokenize``: Hugging Face TEI's routes.
+- ``POST /search``: ``{query, k, where, mode, exact}`` over the collection.
 - ``POST /documents``, ``GET /documents/{id}``, ``DELETE /documents/{id}``.
 - ``GET /health``, ``GET /info``, ``GET /metrics`` (Prometheus text format).
+
+Who may call which route is ``security``'s: API keys (read or full access, ``/health``
+open), the Host / Origin checks against DNS rebinding and cross-site requests, CORS.
 
 All texts go through one ``DynamicBatcher``, so concurrent requests share model
 forwards.  Every error is a JSON body ``{"error": {"message", "type", "param",
 "code"}}`` whose status comes from ``errors.ERROR_TABLE``.
 
-A new route is a handler (``handlers``), a schema (``schemas``) and one line of ``ROUTES``.
+A new route is a handler (``handlers``), a schema (``schemas``) and one line of ``ROUTES``,
+under the key it needs.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from collections.abc import Awaitable, Callable
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Match, Route
@@ -35,32 +42,45 @@ from ..embedding.embedder import Embedder
 from . import handlers
 from .errors import Unavailable, error_response, http_error
 from .limits import Limits
+from .security import OPEN, READ, WRITE, Guard, Security
 from .service import Service, arriving
 
 __all__ = ["ROUTES", "create_app"]
 
 Handler = Callable[[Service, Request], Awaitable[Response]]
 
+#: the routes by the key they need (``security``: none, a read key, a full key), each
 #: ``(path, method, handler, embeds)``; ``embeds``: the handler embeds texts, so it is
 #: counted as arriving until its texts are queued (the batcher waits for it)
-ROUTES: tuple[tuple[str, str, Handler, bool], ...] = (
-    ("/v1/embeddings", "POST", handlers.embeddings, True),
-    ("/embeddings", "POST", handlers.embeddings, True),
-    ("/search", "POST", handlers.search, True),
-    ("/documents", "POST", handlers.upsert_documents, True),
-    ("/documents/{doc_id:path}", "GET", handlers.get_document, False),
-    ("/documents/{doc_id:path}", "DELETE", handlers.delete_document, False),
-    ("/health", "GET", handlers.health, False),
-    ("/info", "GET", handlers.info, False),
-    ("/metrics", "GET", handlers.metrics_page, False),
-)
+ROUTES: dict[str, tuple[tuple[str, str, Handler, bool], ...]] = {
+    OPEN: (("/health", "GET", handlers.health, False),),
+    READ: (
+        ("/v1/embeddings", "POST", handlers.embeddings, True),
+        ("/embeddings", "POST", handlers.embeddings, True),
+        ("/v1/models", "GET", handlers.models, False),
+        ("/v1/models/{model_id:path}", "GET", handlers.model, False),
+        ("/embed", "POST", handlers.embed, True),  # TEI
+        ("/tokenize", "POST", handlers.tokenize, False),  # TEI
+        ("/search", "POST", handlers.search, True),
+        ("/documents/{doc_id:path}", "GET", handlers.get_document, False),
+        ("/info", "GET", handlers.info, False),
+        ("/metrics", "GET", handlers.metrics_page, False),
+    ),
+    WRITE: (
+        ("/documents", "POST", handlers.upsert_documents, True),
+        ("/documents/{doc_id:path}", "DELETE", handlers.delete_document, False),
+    ),
+}
 
 
-def _endpoint(fn: Handler, svc: Service, embeds: bool) -> Callable[[Request], Awaitable[Response]]:
-    """The Starlette endpoint of a handler: every exception becomes its JSON error response."""
+def _endpoint(fn: Handler, svc: Service, access: str,
+              embeds: bool) -> Callable[[Request], Awaitable[Response]]:
+    """The Starlette endpoint of a handler: the key checked, then the handler; every
+    exception becomes its JSON error response."""
 
     async def endpoint(request: Request) -> Response:
         try:
+            svc.security.authorize(request.headers.get("authorization"), access)
             if embeds:
                 with arriving(svc):
                     return await fn(svc, request)
@@ -116,7 +136,8 @@ class _Observe:
 
 
 def create_app(embedder: Embedder, db_uri: str | None = None, collection: str = "default",
-               limits: Limits | None = None, dim: int | None = None) -> Starlette:
+               limits: Limits | None = None, dim: int | None = None,
+               security: Security | None = None) -> Starlette:
     """Build the ASGI app.
 
     Args:
@@ -127,6 +148,8 @@ def create_app(embedder: Embedder, db_uri: str | None = None, collection: str = 
         limits: request limits and batching settings (``Limits()`` defaults).
         dim: dimension of a new collection (default: the model's full size); an existing
             collection keeps its own.
+        security: API keys, CORS origins, allowed hosts (``Security()``: no key, CORS
+            off; the Host and Origin checks always apply).
 
     Returns:
         A Starlette app; the service object is at ``app.state.service``.  Startup
@@ -136,9 +159,9 @@ def create_app(embedder: Embedder, db_uri: str | None = None, collection: str = 
     Raises:
         DimensionError: ``dim`` is not one of the model's dimensions.
     """
-    svc = Service(embedder, db_uri, collection, dim, limits or Limits())
-    routes = [Route(path, _endpoint(fn, svc, embeds), methods=[method])
-              for path, method, fn, embeds in ROUTES]
+    svc = Service(embedder, db_uri, collection, dim, limits or Limits(), security or Security())
+    routes = [Route(path, _endpoint(fn, svc, access, embeds), methods=[method])
+              for access, rows in ROUTES.items() for path, method, fn, embeds in rows]
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -148,8 +171,14 @@ def create_app(embedder: Embedder, db_uri: str | None = None, collection: str = 
         finally:
             await svc.shutdown()
 
-    app = Starlette(routes=routes, lifespan=lifespan,
-                    middleware=[Middleware(_Observe, service=svc, routes=routes)],
+    middleware = [Middleware(_Observe, service=svc, routes=routes),
+                  Middleware(Guard, security=svc.security)]
+    if svc.security.cors_origins:
+        middleware.append(Middleware(
+            CORSMiddleware, allow_origins=list(svc.security.cors_origins),
+            allow_methods=["GET", "POST", "DELETE"], allow_headers=["authorization", "content-type"],
+            expose_headers=["x-lodevec-truncated"], max_age=600))
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware,
                     exception_handlers={HTTPException: http_error})
     app.state.service = svc
     return app

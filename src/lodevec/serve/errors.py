@@ -2,7 +2,8 @@
 
 Every error body is OpenAI-shaped, ``{"error": {"message", "type", "param", "code"}}``,
 and its status comes from ``ERROR_TABLE`` (as TEI's router maps its errors in one place:
-400 bad JSON, 413 too large, 422 validation, 429 overloaded, 503 not ready).
+400 bad JSON, 401 no / wrong key, 403 read-only key or foreign Host / Origin, 415 not
+JSON, 413 too large, 422 validation, 429 overloaded, 503 not ready).
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from .. import errors
 from ..errors import BatcherClosed, QueueFull
 from .responses import json_response
 
-__all__ = ["ERROR_TABLE", "APIError", "BodyTooLarge", "DocumentNotFound", "InputTooLong",
-           "InvalidJSON", "NoCollection", "TooManyInputs", "TooManyTokens", "Unavailable",
-           "ValidationFailed", "error_response"]
+__all__ = ["ERROR_TABLE", "APIError", "BadHost", "BadOrigin", "BodyTooLarge", "DocumentNotFound",
+           "InputTooLong", "InvalidJSON", "MissingKey", "ModelNotFound", "NoCollection",
+           "ReadOnlyKey", "TooManyInputs", "TooManyTokens", "Unavailable", "UnknownField",
+           "UnsupportedMediaType", "ValidationFailed", "WrongKey", "error_response"]
 
 log = logging.getLogger("lodevec.server")
 
@@ -47,6 +49,38 @@ class InvalidJSON(RequestError):
 
 class ValidationFailed(RequestError):
     """A field is missing or has the wrong type or value."""
+
+
+class UnknownField(ValidationFailed):
+    """The body has a field the route does not know (a typo would otherwise be ignored)."""
+
+
+class UnsupportedMediaType(RequestError):
+    """The body is not declared ``application/json``."""
+
+
+class MissingKey(RequestError):
+    """No ``Authorization: Bearer`` key, and the server needs one."""
+
+
+class WrongKey(RequestError):
+    """The key is not one of the server's."""
+
+
+class ReadOnlyKey(RequestError):
+    """A read-only key on a route that writes."""
+
+
+class BadHost(RequestError):
+    """The ``Host`` header names another site (DNS rebinding)."""
+
+
+class BadOrigin(RequestError):
+    """A browser request from a site CORS does not allow."""
+
+
+class ModelNotFound(RequestError):
+    """``GET /v1/models/{id}`` of a model this server does not serve."""
 
 
 class BodyTooLarge(RequestError):
@@ -81,12 +115,19 @@ class Unavailable(APIError):
 #: matches wins, so subclasses come before their bases.  The one place statuses are set.
 ERROR_TABLE: tuple[tuple[type[BaseException], int, str, str], ...] = (
     (ClientDisconnect, 499, "invalid_request_error", "client_disconnected"),  # nobody reads it
+    (MissingKey, 401, "invalid_request_error", "missing_api_key"),
+    (WrongKey, 401, "invalid_request_error", "invalid_api_key"),
+    (ReadOnlyKey, 403, "permission_error", "read_only_key"),
+    (BadHost, 403, "permission_error", "host_not_allowed"),
+    (BadOrigin, 403, "permission_error", "origin_not_allowed"),
+    (UnsupportedMediaType, 415, "invalid_request_error", "unsupported_media_type"),
     (InvalidJSON, 400, "invalid_request_error", "invalid_json"),
     (BodyTooLarge, 413, "invalid_request_error", "body_too_large"),
     (TooManyInputs, 413, "invalid_request_error", "too_many_inputs"),
     (TooManyTokens, 413, "invalid_request_error", "too_many_tokens"),
     (InputTooLong, 413, "invalid_request_error", "input_too_long"),
     (DocumentNotFound, 404, "not_found_error", "document_not_found"),
+    (ModelNotFound, 404, "not_found_error", "model_not_found"),
     (NoCollection, 404, "not_found_error", "collection_not_found"),
     (errors.CollectionNotFoundError, 404, "not_found_error", "collection_not_found"),
     (errors.ModelMismatchError, 409, "invalid_request_error", "model_mismatch"),
@@ -97,6 +138,7 @@ ERROR_TABLE: tuple[tuple[type[BaseException], int, str, str], ...] = (
     (errors.DimensionError, 422, "invalid_request_error", "invalid_dimensions"),
     (errors.TextError, 422, "invalid_request_error", "invalid_input"),
     (errors.RecordError, 422, "invalid_request_error", "invalid_document"),
+    (UnknownField, 422, "invalid_request_error", "unknown_field"),
     (ValidationFailed, 422, "invalid_request_error", "invalid_value"),
     (errors.InputError, 422, "invalid_request_error", "invalid_request"),
     (errors.StoreError, 500, "server_error", "store_error"),
@@ -128,6 +170,8 @@ def error_response(exc: BaseException) -> Response:
             message = f"internal error: {type(exc).__name__}: {message}"
     if status in (429, 503):
         headers["retry-after"] = "1"
+    elif status == 401:
+        headers["www-authenticate"] = 'Bearer realm="lodevec"'
     param = getattr(exc, "param", None)
     body = {"error": {"message": message, "type": etype, "param": param, "code": code}}
     return json_response(body, status, headers)

@@ -18,43 +18,104 @@ from starlette.responses import Response
 from .. import __version__, errors
 from ..arch import TASKS
 from . import metrics
-from .errors import DocumentNotFound, ValidationFailed
-from .responses import json_response, render_embeddings, result_dict
-from .schemas import EmbeddingsRequest, SearchRequest, UpsertRequest, documents, read_json
-from .service import Service
+from .errors import DocumentNotFound, ModelNotFound, ValidationFailed
+from .responses import (
+    json_response,
+    render_embeddings,
+    render_vectors,
+    result_dict,
+    tokens_list,
+)
+from .schemas import (
+    EmbeddingsRequest,
+    EmbedRequest,
+    SearchRequest,
+    TokenizeRequest,
+    UpsertRequest,
+    documents,
+    read_json,
+)
+from .service import Service, arrived
 
-__all__ = ["delete_document", "embeddings", "get_document", "health", "info", "metrics_page",
-           "search", "upsert_documents"]
+__all__ = ["delete_document", "embed", "embeddings", "get_document", "health", "info",
+           "metrics_page", "model", "models", "search", "tokenize", "upsert_documents"]
 
 
 async def embeddings(svc: Service, request: Request) -> Response:
-    """``POST /v1/embeddings`` (and ``/embeddings``): OpenAI's embeddings API."""
+    """``POST /v1/embeddings`` (and ``/embeddings``): OpenAI's embeddings API.  ``model``
+    in the answer is the served model, whatever the request named."""
     req = EmbeddingsRequest.parse(await read_json(request, svc.limits.max_body_bytes), svc.rules)
     res = await svc.embed(req.texts, req.task, req.dim, req.truncate)
     n_tokens = int(sum(res.n_tokens))
-    out = {"object": "list", "data": None, "model": req.model or svc.model_name,
+    out = {"object": "list", "data": None, "model": svc.model_name,
            "usage": {"prompt_tokens": n_tokens, "total_tokens": n_tokens}}
+    return await _vectors(res, render_embeddings, out, res.embeddings, req.encoding_format)
+
+
+async def embed(svc: Service, request: Request) -> Response:
+    """``POST /embed``: TEI's embeddings route, ``[[floats], ...]``."""
+    req = EmbedRequest.parse(await read_json(request, svc.limits.max_body_bytes), svc.rules)
+    res = await svc.embed(req.texts, req.task, req.dim, req.truncate, what="inputs")
+    return await _vectors(res, render_vectors, res.embeddings)
+
+
+async def _vectors(res, render, *args) -> Response:
+    """The JSON of ``render(*args)``, truncated inputs listed in ``x-lodevec-truncated``."""
     headers = {}
     cut = [i for i, t in enumerate(res.truncated) if t]
     if cut:
         headers["x-lodevec-truncated"] = ",".join(map(str, cut))
     if res.embeddings.size > 65536:  # building big JSON would stall the event loop
-        payload = await run_in_threadpool(render_embeddings, out, res.embeddings, req.encoding_format)
+        payload = await run_in_threadpool(render, *args)
     else:
-        payload = render_embeddings(out, res.embeddings, req.encoding_format)
+        payload = render(*args)
     return Response(payload, 200, headers, media_type="application/json")
 
 
+async def tokenize(svc: Service, request: Request) -> Response:
+    """``POST /tokenize``: TEI's tokens, ``{id, text, special, start, stop}`` per token,
+    ``start:stop`` the UTF-8 byte span in the prompted text (as TEI gives it)."""
+    req = TokenizeRequest.parse(await read_json(request, svc.limits.max_body_bytes), svc.rules)
+    details = await run_in_threadpool(svc.embedder.token_details, req.texts, req.task,
+                                      req.add_special_tokens)
+    return json_response(tokens_list(details))
+
+
+async def models(svc: Service, request: Request) -> Response:
+    """``GET /v1/models``: OpenAI's model list, the one served model."""
+    return json_response({"object": "list", "data": [_model_dict(svc)]})
+
+
+async def model(svc: Service, request: Request) -> Response:
+    """``GET /v1/models/{id}``."""
+    model_id = request.path_params["model_id"]
+    if model_id != svc.model_name:
+        raise ModelNotFound(f"this server serves {svc.model_name!r}, not {model_id!r}", "model")
+    return json_response(_model_dict(svc))
+
+
+def _model_dict(svc: Service) -> dict:
+    """OpenAI's model object, plus what a client sizing its vectors needs."""
+    return {"id": svc.model_name, "object": "model", "created": int(svc.started_at),
+            "owned_by": "lodevec", "dimension": svc.dim, "dims": list(svc.embedder.dims),
+            "max_tokens": svc.max_tokens}
+
+
 async def search(svc: Service, request: Request) -> Response:
-    """``POST /search``: the query embedded as ``search_query``, then the collection's search."""
+    """``POST /search``: the query embedded as ``search_query`` (unless ``mode`` is
+    ``fts``), then the collection's search."""
     req = SearchRequest.parse(await read_json(request, svc.limits.max_body_bytes), svc.rules)
     coll = svc.require_collection()
-    res = await svc.embed([req.query], "search_query", coll.dim, truncate=True, what="query")
-    mode = "hybrid" if req.hybrid else "vector"
+    vector = None
+    if req.mode == "fts":
+        arrived()  # nothing to embed: the batcher need not wait for this request
+    else:
+        res = await svc.embed([req.query], "search_query", coll.dim, truncate=True, what="query")
+        vector = res.embeddings[0]
     try:
         results = await run_in_threadpool(
-            lambda: coll.search(res.embeddings[0], k=req.k, where=req.where, query_text=req.query,
-                                mode=mode, exact=req.exact))
+            lambda: coll.search(vector, k=req.k, where=req.where, query_text=req.query,
+                                mode=req.mode, exact=req.exact))
     except errors.QueryError as exc:
         exc.param = "where" if req.where is not None else "query"
         raise

@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 from starlette.responses import Response
 
-__all__ = ["dumps", "json_response", "render_embeddings", "result_dict"]
+__all__ = ["dumps", "json_response", "render_embeddings", "render_vectors", "result_dict",
+           "tokens_list"]
 
 
 def dumps(obj: Any) -> bytes:
@@ -33,6 +34,29 @@ def render_embeddings(out: dict, vecs: np.ndarray, fmt: str) -> bytes:
         items = vecs.tolist()
     out["data"] = [{"object": "embedding", "index": i, "embedding": e} for i, e in enumerate(items)]
     return dumps(out)
+
+
+def render_vectors(vecs: np.ndarray) -> bytes:
+    """TEI's ``/embed`` body: the vectors as a JSON array of arrays."""
+    return dumps(vecs.tolist())
+
+
+def tokens_list(details: list[tuple[str, list]]) -> list[list[dict]]:
+    """TEI's ``/tokenize`` body from ``Embedder.token_details``: character spans become
+    UTF-8 byte spans, as TEI counts them."""
+    out = []
+    for text, tokens in details:
+        if text.isascii():
+            at = None
+        else:  # byte offset of each character, and of the end
+            at = [0]
+            for ch in text:
+                at.append(at[-1] + len(ch.encode("utf-8")))
+        out.append([{"id": tid, "text": piece, "special": special,
+                     "start": start if at is None or start is None else at[start],
+                     "stop": stop if at is None or stop is None else at[stop]}
+                    for tid, piece, special, start, stop in tokens])
+    return out
 
 
 def result_dict(r: Any) -> dict:

@@ -12,14 +12,15 @@ import time
 
 from starlette.applications import Starlette
 
-from .. import errors
+from .. import errors, settings
 from ..embedding.embedder import Embedder
 from ..settings import DEFAULT_ADDR, DEFAULT_CACHE_ENTRIES, DEFAULT_COLLECTION
 from .app import create_app
 from .limits import Limits
+from .security import Security, read_key_file
 
-__all__ = ["BackgroundServer", "add_arguments", "limits_from_args", "parse_addr", "serve",
-           "serve_from_args"]
+__all__ = ["BackgroundServer", "add_arguments", "limits_from_args", "parse_addr", "security_from_args",
+           "serve", "serve_from_args"]
 
 
 def parse_addr(addr: str) -> tuple[str, int]:
@@ -61,7 +62,8 @@ def _config(app: Starlette, host: str, port: int, log_level: str, access_log: bo
 
 def serve(embedder: Embedder, db_uri: str | None, host: str = "127.0.0.1", port: int = 8080, *,
           collection: str = DEFAULT_COLLECTION, dim: int | None = None, limits: Limits | None = None,
-          log_level: str = "info", access_log: bool = False, graceful_timeout: float = 30.0) -> None:
+          security: Security | None = None, log_level: str = "info", access_log: bool = False,
+          graceful_timeout: float = 30.0) -> None:
     """Serve until SIGINT / SIGTERM, then shut down gracefully.
 
     On the signal the server stops accepting connections and answers 503 to new
@@ -71,11 +73,13 @@ def serve(embedder: Embedder, db_uri: str | None, host: str = "127.0.0.1", port:
     Args:
         embedder: the embedder to serve.
         db_uri: LanceDB directory, or ``None`` for embeddings only.
-        host: interface to bind (keep ``127.0.0.1`` unless behind a proxy: there is no auth).
+        host: interface to bind; a non-loopback one needs an API key in ``security``
+            (or ``Security(insecure=True)``).
         port: TCP port (0: any free one).
         collection: collection name.
         dim: dimension of a newly created collection.
         limits: request limits and batching settings.
+        security: API keys, CORS origins, allowed hosts (default: none, CORS off).
         log_level: uvicorn log level.
         access_log: log every request.
         graceful_timeout: seconds in-flight requests get after the signal.
@@ -84,12 +88,15 @@ def serve(embedder: Embedder, db_uri: str | None, host: str = "127.0.0.1", port:
         After the graceful shutdown that a SIGINT / SIGTERM started.
 
     Raises:
+        InputError: ``host`` is not a loopback address and there is no API key.
         ModelMismatchError: the collection was made with another model (opened before
             the port is bound, so nothing is served).
         StoreError: the database cannot be opened.
         SystemExit: uvicorn could not start (e.g. the port is in use; logged by uvicorn).
     """
-    app = create_app(embedder, db_uri, collection, limits, dim)
+    security = security or Security()
+    security.check_bind(host)
+    app = create_app(embedder, db_uri, collection, limits, dim, security)
     svc = app.state.service
     if db_uri is not None:
         svc.open_store()
@@ -127,7 +134,7 @@ class BackgroundServer:
 
     Args:
         app: from ``create_app``.
-        host: interface.
+        host: interface (a non-loopback one needs an API key in the app's ``Security``).
         port: 0 picks a free port (see ``port`` after ``start``).
         log_level: uvicorn log level.
         graceful_timeout: seconds in-flight requests get on ``stop``.
@@ -139,6 +146,7 @@ class BackgroundServer:
 
     def __init__(self, app: Starlette, host: str = "127.0.0.1", port: int = 0,
                  log_level: str = "warning", graceful_timeout: float = 30.0):
+        app.state.service.security.check_bind(host)
         self.app = app
         self.host = host
         # bound here so the port is known (and free) before the thread starts
@@ -221,6 +229,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="seconds in-flight requests get on shutdown")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     p.add_argument("--access-log", action="store_true", help="log every request")
+    g = p.add_argument_group("access", "API keys (sent as 'Authorization: Bearer KEY'), CORS, binding")
+    g.add_argument("--api-key", action="append", default=[], metavar="KEY",
+                   help="full-access key: every route (repeatable; default $LODEVEC_API_KEY)")
+    g.add_argument("--api-key-file", action="append", default=[], metavar="FILE",
+                   help="file of full-access keys, one per line (not visible in ps)")
+    g.add_argument("--read-api-key", action="append", default=[], metavar="KEY",
+                   help="read-only key: search, embeddings, get, info, models, tokenize; not "
+                        "documents upsert/delete (repeatable; default $LODEVEC_READ_API_KEY)")
+    g.add_argument("--read-api-key-file", action="append", default=[], metavar="FILE",
+                   help="file of read-only keys, one per line")
+    g.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
+                   help="let browser pages from ORIGIN (scheme://host[:port], or *) call the "
+                        "server (repeatable; default: CORS off, foreign origins get 403)")
+    g.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="accept this Host name on loopback too (a reverse proxy's), besides "
+                        "localhost and loopback addresses (repeatable)")
+    g.add_argument("--insecure", action="store_true",
+                   help="allow a non-loopback --addr without an API key")
 
 
 def limits_from_args(args: argparse.Namespace) -> Limits:
@@ -230,9 +256,34 @@ def limits_from_args(args: argparse.Namespace) -> Limits:
                   max_queue=args.max_queue, truncate=False if args.no_truncate else None)
 
 
+def _keys(args: argparse.Namespace, option: str, default: str | None) -> tuple[str, ...]:
+    """The keys of ``--OPTION`` and ``--OPTION-file``; the environment's if neither is given."""
+    keys = list(getattr(args, option, None) or [])
+    for path in getattr(args, f"{option}_file", None) or []:
+        keys += read_key_file(path)
+    if not keys and default:
+        keys = [default]
+    return tuple(keys)
+
+
+def security_from_args(args: argparse.Namespace) -> Security:
+    """``Security`` from the options of ``add_arguments`` and ``LODEVEC_API_KEY`` /
+    ``LODEVEC_READ_API_KEY``.
+
+    Raises:
+        InputError: a key file cannot be read, a key is empty, an origin is malformed.
+    """
+    return Security(api_keys=_keys(args, "api_key", settings.api_key()),
+                    read_keys=_keys(args, "read_api_key", settings.read_api_key()),
+                    cors_origins=tuple(getattr(args, "cors_origin", None) or ()),
+                    allowed_hosts=tuple(getattr(args, "allow_host", None) or ()),
+                    insecure=bool(getattr(args, "insecure", False)))
+
+
 def serve_from_args(embedder: Embedder, db_uri: str | None, args: argparse.Namespace) -> None:
     """``serve`` with the options of ``add_arguments`` (what ``lodevec serve`` calls)."""
     host, port = parse_addr(args.addr)
     serve(embedder, db_uri, host, port, collection=args.collection, dim=args.dim,
-          limits=limits_from_args(args), log_level=args.log_level, access_log=args.access_log,
+          limits=limits_from_args(args), security=security_from_args(args),
+          log_level=args.log_level, access_log=args.access_log,
           graceful_timeout=args.graceful_timeout)

@@ -17,13 +17,25 @@ from starlette.requests import Request
 from .. import errors
 from ..arch import TASKS
 from ..store.validation import Voice, validate_record
-from .errors import BodyTooLarge, InvalidJSON, TooManyInputs, ValidationFailed
+from .errors import (
+    BodyTooLarge,
+    InvalidJSON,
+    TooManyInputs,
+    UnknownField,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
 
-__all__ = ["MISSING", "EmbeddingsRequest", "Rules", "SearchRequest", "UpsertRequest",
-           "documents", "read_json"]
+__all__ = ["MISSING", "SEARCH_MODES", "EmbedRequest", "EmbeddingsRequest", "Rules",
+           "SearchRequest", "TokenizeRequest", "UpsertRequest", "documents", "read_json"]
 
 #: a field the body does not have (``None`` is JSON null, which some fields accept)
 MISSING = object()
+#: ``mode`` of ``/search``: those of ``Collection.search``
+SEARCH_MODES = ("vector", "hybrid", "fts")
+#: TEI's / sentence-transformers' prompt names for lodevec's tasks
+PROMPT_ALIASES = {"query": "search_query", "document": "search_document",
+                  "passage": "search_document"}
 
 
 @dataclass(frozen=True)
@@ -48,7 +60,17 @@ class Rules:
 
 # ------------------------------------------------------------------------ the body
 async def read_json(request: Request, limit: int) -> Any:
-    """The body as JSON, at most ``limit`` bytes (413), valid JSON (400)."""
+    """The body as JSON: declared ``application/json`` (415), at most ``limit`` bytes
+    (413), valid JSON (400).
+
+    Only JSON is read, so a browser cannot post here with a "simple" cross-site request
+    (``text/plain`` and form types skip the CORS preflight).
+    """
+    ctype = request.headers.get("content-type")
+    if (ctype or "").split(";", 1)[0].strip().lower() != "application/json":
+        got = f"Content-Type {ctype!r}" if ctype else "no Content-Type"
+        raise UnsupportedMediaType(f"the body must be JSON sent as Content-Type: "
+                                   f"application/json; the request has {got}")
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
@@ -92,6 +114,15 @@ def object_of(body: Any, what: str) -> dict:
         raise ValidationFailed(f"the request body must be a JSON object ({what}), "
                                f"not {type_name(body)}")
     return body
+
+
+def known_fields(body: dict, allowed: frozenset[str], where: str = "") -> None:
+    """Refuse a field the route does not know, naming it (a misspelt option would
+    otherwise be silently ignored)."""
+    for name in body:
+        if name not in allowed:
+            raise UnknownField(f"unknown field '{where}{name}'; the fields are "
+                               f"{', '.join(sorted(allowed))}", f"{where}{name}")
 
 
 def texts_of(value: Any, rules: Rules, param: str = "input") -> list[str]:
@@ -142,6 +173,17 @@ def task_of(value: Any, default: str) -> str:
     return value
 
 
+def prompt_of(value: Any, default: str) -> str:
+    """TEI's ``prompt_name``: a lodevec task, or its sentence-transformers name."""
+    if value is None:
+        return default
+    task = PROMPT_ALIASES.get(value, value) if isinstance(value, str) else value
+    if task not in TASKS:
+        raise ValidationFailed(f"'prompt_name' must be one of {', '.join(TASKS)} (or "
+                               f"{', '.join(PROMPT_ALIASES)}); got {value!r}", "prompt_name")
+    return task
+
+
 def bool_field(body: dict, name: str, default: bool) -> bool:
     value = body.get(name)
     if value is None:
@@ -174,13 +216,21 @@ class EmbeddingsRequest:
     task: str
     truncate: bool
 
+    #: OpenAI's own fields and lodevec's two
+    FIELDS = frozenset({"input", "model", "encoding_format", "dimensions", "user", "task",
+                        "truncate"})
+
     @classmethod
     def parse(cls, body: Any, rules: Rules) -> EmbeddingsRequest:
         body = object_of(body, 'with an "input" field')
+        known_fields(body, cls.FIELDS)
         texts = texts_of(body.get("input", MISSING), rules)
         model = body.get("model")
         if model is not None and not isinstance(model, str):
             raise ValidationFailed(f"'model' must be a string, not {type_name(model)}", "model")
+        user = body.get("user")
+        if user is not None and not isinstance(user, str):
+            raise ValidationFailed(f"'user' must be a string, not {type_name(user)}", "user")
         dim = dimensions_of(body.get("dimensions"), rules)
         fmt = body.get("encoding_format") or "float"
         if fmt not in ("float", "base64"):
@@ -192,17 +242,25 @@ class EmbeddingsRequest:
 
 @dataclass(frozen=True)
 class SearchRequest:
-    """``POST /search``: ``{query, k, where, hybrid, exact}``."""
+    """``POST /search``: ``{query, k, where, mode, exact}``; ``hybrid: true`` is the
+    older spelling of ``mode: "hybrid"``."""
+
+    FIELDS = frozenset({"query", "k", "where", "mode", "hybrid", "exact"})
 
     query: str
     k: int
     where: str | None
-    hybrid: bool
+    mode: str
     exact: bool
+
+    @property
+    def hybrid(self) -> bool:
+        return self.mode == "hybrid"
 
     @classmethod
     def parse(cls, body: Any, rules: Rules) -> SearchRequest:
         body = object_of(body, 'with a "query" field')
+        known_fields(body, cls.FIELDS)
         query = body.get("query")
         if not isinstance(query, str) or not query.strip():
             raise ValidationFailed("'query' must be a non-empty string", "query")
@@ -211,7 +269,71 @@ class SearchRequest:
         if where is not None and (not isinstance(where, str) or not where.strip()):
             raise ValidationFailed("'where' must be a filter expression string, e.g. "
                                    "\"source = 'api'\"", "where")
-        return cls(query, k, where, bool_field(body, "hybrid", False), bool_field(body, "exact", False))
+        hybrid = bool_field(body, "hybrid", False)
+        mode = body.get("mode")
+        if mode is None:
+            mode = "hybrid" if hybrid else "vector"
+        elif mode not in SEARCH_MODES:
+            raise ValidationFailed(f"'mode' must be one of {', '.join(SEARCH_MODES)}; got {mode!r}",
+                                   "mode")
+        elif hybrid and mode != "hybrid":
+            raise ValidationFailed(f"'hybrid': true contradicts 'mode': {mode!r}; send only "
+                                   "'mode'", "hybrid")
+        return cls(query, k, where, mode, bool_field(body, "exact", False))
+
+
+def tei_inputs(body: Any, fields: frozenset[str], rules: Rules) -> tuple[dict, list[str]]:
+    """A TEI body checked for its fields, and its ``inputs``."""
+    body = object_of(body, 'with an "inputs" field')
+    known_fields(body, fields)
+    return body, texts_of(body.get("inputs", MISSING), rules, "inputs")
+
+
+@dataclass(frozen=True)
+class EmbedRequest:
+    """``POST /embed`` (TEI): ``{inputs, normalize?, truncate?, truncation_direction?,
+    prompt_name?, dimensions?}``.  ``prompt_name`` is the task (default
+    ``search_document``, as ``/v1/embeddings``)."""
+
+    FIELDS = frozenset({"inputs", "normalize", "truncate", "truncation_direction",
+                        "prompt_name", "dimensions"})
+
+    texts: list[str]
+    task: str
+    dim: int
+    truncate: bool
+
+    @classmethod
+    def parse(cls, body: Any, rules: Rules) -> EmbedRequest:
+        body, texts = tei_inputs(body, cls.FIELDS, rules)
+        if not bool_field(body, "normalize", True):
+            raise ValidationFailed("'normalize': false is not supported; this server returns "
+                                   "unit-length vectors", "normalize")
+        direction = body.get("truncation_direction")
+        if direction is not None and str(direction).lower() != "right":
+            raise ValidationFailed("'truncation_direction' must be \"right\": texts are cut "
+                                   "at their end", "truncation_direction")
+        return cls(texts, prompt_of(body.get("prompt_name"), "search_document"),
+                   dimensions_of(body.get("dimensions"), rules),
+                   bool_field(body, "truncate", rules.truncate))
+
+
+@dataclass(frozen=True)
+class TokenizeRequest:
+    """``POST /tokenize`` (TEI): ``{inputs, add_special_tokens?, prompt_name?}``; the
+    task's prefix is applied as ``/embed`` applies it, so the tokens are those embedded."""
+
+    FIELDS = frozenset({"inputs", "add_special_tokens", "prompt_name"})
+
+    texts: list[str]
+    task: str
+    add_special_tokens: bool
+
+    @classmethod
+    def parse(cls, body: Any, rules: Rules) -> TokenizeRequest:
+        body, texts = tei_inputs(body, cls.FIELDS, rules)
+        return cls(texts, prompt_of(body.get("prompt_name"), "search_document"),
+                   bool_field(body, "add_special_tokens", True))
 
 
 @dataclass(frozen=True)
@@ -232,6 +354,7 @@ class UpsertRequest:
             if "documents" not in body:
                 raise ValidationFailed("send {\"documents\": [{\"id\", \"text\", \"metadata\"?}, ...]} "
                                        "or a bare array of documents", "documents")
+            known_fields(body, frozenset({"documents", "truncate"}))
             truncate = bool_field(body, "truncate", truncate)
             docs = body["documents"]
         else:
@@ -255,6 +378,9 @@ def documents(docs: list) -> list[dict]:
     return records
 
 
+_DOCUMENT_FIELDS = frozenset({"id", "text", "metadata", "source", "chunk"})
+
+
 def _invalid_document(message: str) -> ValidationFailed:
     return ValidationFailed(message, "documents")
 
@@ -275,4 +401,7 @@ DOCUMENT_VOICE = Voice(
 def _document(d: Any, i: int) -> dict:
     """A store record from one API document, checked by the store's one validator
     (no embedding yet)."""
-    return validate_record(d, label=f"documents[{i}]", voice=DOCUMENT_VOICE, default_source="api")
+    where = f"documents[{i}]"
+    if isinstance(d, dict):
+        known_fields(d, _DOCUMENT_FIELDS, f"{where}.")
+    return validate_record(d, label=where, voice=DOCUMENT_VOICE, default_source="api")

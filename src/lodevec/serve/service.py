@@ -25,8 +25,9 @@ from .errors import InputTooLong, NoCollection, TooManyTokens
 from .limits import Limits
 from .metrics import HttpMetrics
 from .schemas import Rules
+from .security import Security
 
-__all__ = ["Service", "arriving"]
+__all__ = ["Service", "arrived", "arriving"]
 
 log = logging.getLogger("lodevec.server")
 
@@ -40,6 +41,7 @@ class Service:
         collection: the collection searched and written.
         dim: dimension of a new collection (``None``: the model's full size).
         limits: request limits and batching settings.
+        security: API keys and the other access rules.
 
     Attributes:
         phase: ``starting``, ``ready``, ``stopping``, ``stopped`` or ``failed``.
@@ -48,8 +50,9 @@ class Service:
     """
 
     def __init__(self, embedder: Embedder, db_uri: str | None, collection: str,
-                 dim: int | None, limits: Limits):
+                 dim: int | None, limits: Limits, security: Security | None = None):
         self.embedder = embedder
+        self.security = security or Security()
         self.model_name = embedder.model_name
         self.max_tokens = embedder.max_tokens
         self.db_uri = None if db_uri is None else str(db_uri)
@@ -152,9 +155,7 @@ class Service:
         else:  # tokenizing megabytes would stall the event loop
             tok = await run_in_threadpool(self.embedder.prepare, texts, task, dim)
         self._check_tokens(tok, truncate, what)
-        arrival = _ARRIVAL.get(None)
-        if arrival is not None:
-            arrival.close()
+        arrived()
         res = await self.batcher.submit(tok)
         self.metrics.tokens += sum(res.n_tokens)
         self.metrics.texts += len(texts)
@@ -202,6 +203,13 @@ class _Arrival:
 
 
 _ARRIVAL: contextvars.ContextVar[_Arrival] = contextvars.ContextVar("lodevec_arrival")
+
+
+def arrived() -> None:
+    """The current request has queued its texts (or has none to queue)."""
+    arrival = _ARRIVAL.get(None)
+    if arrival is not None:
+        arrival.close()
 
 
 @contextlib.contextmanager

@@ -1,4 +1,4 @@
-"""Records: the one validator, and the Arrow rows the store writes.
+"""Records: the Arrow rows the store writes (each record checked by ``validation``).
 
 One LanceDB table per collection, with the columns
 
