@@ -310,9 +310,17 @@ def _check_offsets(path: Path, tensors: list[TensorInfo], alignment: int, data_o
             raise errors.TruncatedFileError(
                 path, f"truncated: tensor {t.name} needs {t.n_bytes} bytes at data offset {t.offset}, "
                 f"the data section holds {max(room, 0)} ({size} bytes on disk)")
+    # writers lay tensors out back to back, padded to the alignment: a gap larger than
+    # the padding means a type or shape was edited to need fewer bytes than are there
     ordered = sorted(tensors, key=lambda t: t.offset)
     for a, b in zip(ordered, ordered[1:], strict=False):
-        if a.offset + a.n_bytes > b.offset:
+        end = a.offset + a.n_bytes
+        if end > b.offset:
             raise errors.TensorOffsetError(
                 path, f"tensor {b.name} (data offset {b.offset}) overlaps tensor {a.name} "
                 f"({a.n_bytes} bytes at data offset {a.offset})")
+        if b.offset - end >= alignment:
+            raise errors.TensorOffsetError(
+                path, f"tensor {a.name} ({a.tensor_type.name}, dimensions {list(a.dims)}) needs "
+                f"{a.n_bytes} bytes but {b.offset - a.offset} lie before the next tensor {b.name}: "
+                f"its type or shape does not match its data")
