@@ -224,3 +224,11 @@ def test_nan_weights_are_an_error_not_a_vector(tmp_path):
         enc.encode(["a", "b"])
     assert isinstance(info.value, errors.ModelFileError)
     assert json.dumps(str(info.value))
+
+
+def test_special_token_that_breaks_the_tokenizer_template(tmp_path):
+    """Found by the fuzzer: a [CLS] id edited to the token "▁:" gave a ValueError traceback."""
+    colon = read_header(Q4).fields[TOKENS].contents().index("▁:")
+    p = rewrite(Q4, tmp_path / "cls.gguf", kv={"tokenizer.ggml.bos_token_id": (colon, VT.UINT32)})
+    with pytest.raises(errors.MetadataError, match=r"cls\.gguf: tokenizer\.ggml\.bos_token_id=\d+ names token '▁:'"):
+        GGUFModel.open(p)

@@ -172,6 +172,13 @@ class GGUFModel:
             tid = _get(path, fields, k, int, default=default)
             if not 0 <= tid < len(tokens):
                 raise errors.MetadataError(path, f"{k}={tid} is outside the vocabulary (0..{len(tokens) - 1})")
+            # [CLS]/[SEP] are written into the tokenizer's template, where ':' and blanks
+            # are syntax: such a token is a corrupt id, not a real special token
+            text = tokens[tid]
+            if name in ("cls", "sep") and (not text.strip() or ":" in text or any(c.isspace() for c in text)):
+                raise errors.MetadataError(
+                    path, f"{k}={tid} names token {text[:40]!r}; a {name} token must be non-empty, "
+                    f"without ':' or blanks")
             special[name] = tid
         lowercase = bool(_get(path, fields, Keys.LOWERCASE, bool, default=True))
 
