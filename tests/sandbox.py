@@ -40,11 +40,18 @@ class Outcome:
         return json.loads(self.stdout.strip().splitlines()[-1])
 
 
-#: prepended to every snippet: report max RSS and the outcome as one JSON line
+#: prepended to every snippet: report peak RSS and the outcome as one JSON line.  The
+#: peak is VmHWM, this image's own: ru_maxrss survives exec, so a child forked from a
+#: big pytest process would report the parent's size
 PRELUDE = """
 import json, resource, sys, time
 def report(**kw):
-    kw["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    try:
+        with open("/proc/self/status") as f:
+            hwm = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        hwm = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    kw["maxrss_mb"] = hwm / 1024
     print(json.dumps(kw), flush=True)
 """
 
