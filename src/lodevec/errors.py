@@ -57,6 +57,19 @@ class UnsupportedTensorTypeError(ModelFileError):
     """A tensor is stored in a GGML type we cannot compute with."""
 
 
+class TensorOffsetError(ModelFileError):
+    """A tensor's data offset is unaligned or overlaps another tensor's bytes."""
+
+
+class NonFiniteEmbeddingError(ModelFileError):
+    """The model produced a NaN or infinite vector for a text.
+
+    A ``ModelFileError``: a finite input that gives a non-finite output means the
+    weights are bad (the file is what the user must replace), so it is reported like
+    any other unusable model file, naming the file and the text.
+    """
+
+
 # --- texts and vectors -----------------------------------------------------------
 class TextError(InputError):
     """A text cannot be embedded (empty where not allowed, wrong type, too long)."""

@@ -62,6 +62,22 @@ class Architecture:
         """Longest input the graph accepts for a trained context of ``context_length``."""
         return context_length
 
+    def check_config(self, config) -> str | None:
+        """What is wrong with ``config`` (a ``ModelConfig``) for this graph, or None.
+
+        Rotary graphs need an even head size above 2: the tables hold ``d/2``
+        frequencies and NTK scaling raises the base to ``d / (d - 2)``.
+        """
+        d = config.hidden // config.n_heads
+        if self.uses_rope and (d % 2 or d < 4):
+            return (f"head size {d} ({config.hidden} / {config.n_heads} heads) must be even and >= 4 "
+                    f"for rotary position embeddings")
+        return None
+
+    def check_tensors(self, config, tensors: dict[str, Any]) -> str | None:
+        """What is wrong with the (shape-checked) tensors for ``config``, or None."""
+        return None
+
     def required_tensors(self, hidden: int, ffn: int, vocab: int, context_length: int,
                          n_layers: int) -> dict[str, Shape]:
         """Every tensor the graph reads, with its shape."""

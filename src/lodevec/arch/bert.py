@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..gguf.constants import Keys
 from ..gguf.constants import Tensors as T
 
 if TYPE_CHECKING:  # annotations only: the registry loads without numpy
@@ -39,6 +40,14 @@ class Bert(Architecture):
         need = super().required_tensors(hidden, ffn, vocab, context_length, n_layers)
         need[T.POS_EMBD] = (context_length, hidden)
         return need
+
+    def check_tensors(self, config, tensors):
+        # positions index the table: a context longer than it would read past its end
+        rows = tensors[T.POS_EMBD].rows
+        if config.context_length > rows:
+            return (f"metadata key {Keys.CONTEXT_LENGTH.format(arch=self.name)}={config.context_length} "
+                    f"exceeds the {rows} rows of tensor {T.POS_EMBD}; expected at most {rows}")
+        return None
 
     def block_tensors(self, hidden: int, ffn: int) -> dict[str, Shape]:
         H, F = hidden, ffn

@@ -137,7 +137,10 @@ class CpuBackend:
         if n > cfg.context_length:
             factor = 2.0
             base = base * ((factor * n / cfg.context_length) - (factor - 1)) ** (d / (d - 2))
-        key = (n if n > cfg.context_length else cfg.context_length, base)
+        # sized by the input, never by the declared context: a table row per position
+        # used (rounded up to a power of two so nearby lengths share one); each row's
+        # values do not depend on how many rows are built
+        key = (n if n > cfg.context_length else min(cfg.context_length, _bucket(n)), base)
         cached = self._rope_cache.get(key)
         if cached is None:
             # float32 throughout, like the reference's torch computation
@@ -150,3 +153,8 @@ class CpuBackend:
             self._rope_cache[key] = cached
         cos, sin = cached
         return cos[:n], sin[:n]
+
+
+def _bucket(n: int) -> int:
+    """The power of two >= ``n`` (at least 64): the rope table length for ``n`` tokens."""
+    return max(64, 1 << (max(n, 1) - 1).bit_length())

@@ -156,7 +156,20 @@ class Encoder:
         lengths = tok.n_tokens
         for idx in self._batches(lengths, batch_size):
             pooled[idx] = self.backend.forward([tok.ids[i] for i in idx])
-        return EmbeddingResult(finish(pooled, tok.dim, normalize), lengths, tok.truncated)
+        self._check_finite(pooled, tok)
+        out = finish(pooled, tok.dim, normalize)
+        self._check_finite(out, tok)  # normalising a finite vector can still overflow
+        return EmbeddingResult(out, lengths, tok.truncated)
+
+    def _check_finite(self, vectors: np.ndarray, tok: Tokenized) -> None:
+        """No NaN or infinity leaves the engine: it would poison every search and JSON."""
+        bad = ~np.isfinite(vectors).all(axis=1)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise errors.NonFiniteEmbeddingError(
+                self.model.path, f"the model gave a non-finite vector for text {i} "
+                f"({tok.texts[i][:40]!r}, {int(bad.sum())} of {len(tok)} texts affected); "
+                f"its weights are corrupt or overflow")
 
     def embed(self, texts: str | Sequence[str], task: str | None = None, dim: int | None = None,
               batch_size: int = 32, normalize: bool = True) -> np.ndarray:

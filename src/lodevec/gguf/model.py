@@ -1,14 +1,15 @@
 """GGUF file -> typed, validated config + quantized tensors (memory-mapped, never copied).
 
-``GGUFModel.open(path)`` reads the file with the ``gguf`` package's reader and checks
+``GGUFModel.open(path)`` reads the file with the bounded header reader (``header.py``) and checks
 everything the encoder will rely on, so that a bad file fails here, with the file
 name and the key or tensor at fault, rather than deep inside a kernel.
 """
 
 from __future__ import annotations
 
+import math
+import mmap
 import os
-import struct
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
@@ -18,16 +19,19 @@ import numpy as np
 from .. import arch as _arch
 from .. import errors
 from .constants import (
-    GGUF_MAGIC,
-    GGUF_VERSIONS,
     SUPPORTED_TYPES,
     GGMLQuantizationType,
     Keys,
     Tensors,
 )
+from .header import Header, read_header
 from .tensors import QuantTensor
 
-_MAGIC_BYTES = struct.pack("<I", GGUF_MAGIC)  # b"GGUF"
+#: plausible ranges of an encoder's hyper-parameters (beyond them a file is corrupt)
+MAX_CONTEXT = 1 << 20
+MAX_LAYERS = 1024
+MAX_HIDDEN = 1 << 16
+MAX_FFN = 1 << 18
 
 
 @dataclass(frozen=True)
@@ -77,10 +81,10 @@ class GGUFModel:
         special: special token ids, e.g. ``{"cls": 101, "sep": 102, ...}``.
     """
 
-    def __init__(self, path: Path, reader, config: ModelConfig, tensors: dict[str, QuantTensor],
+    def __init__(self, path: Path, header: Header, config: ModelConfig, tensors: dict[str, QuantTensor],
                  tokens: list[str], token_types: np.ndarray, special: dict[str, int], lowercase: bool):
         self.path = path
-        self._reader = reader  # keeps the memmap alive
+        self._header = header  # the tensors' data views keep the file mapped
         self.config = config
         self.tensors = tensors
         self.tokens = tokens
@@ -101,11 +105,12 @@ class GGUFModel:
         Raises:
             NotGGUFError, UnsupportedVersionError, TruncatedFileError,
             UnsupportedArchitectureError, MetadataError, MissingTensorError,
-            TensorShapeError, UnsupportedTensorTypeError: each naming the file.
+            TensorShapeError, UnsupportedTensorTypeError, TensorOffsetError: each naming
+            the file, the key or tensor, and the bound.
         """
         path = Path(path)
-        reader = _read(path)
-        fields = reader.fields
+        header, data = _read(path)
+        fields = header.fields
 
         arch = _get(path, fields, Keys.ARCHITECTURE, str)
         graph = _arch.get(arch)
@@ -120,8 +125,14 @@ class GGUFModel:
         tokens = _get(path, fields, Keys.TOKENS, list)
         if not tokens:
             raise errors.MetadataError(path, f"{Keys.TOKENS} is empty; expected the vocabulary")
+        if not all(isinstance(t, str) for t in tokens):
+            raise errors.MetadataError(path, f"{Keys.TOKENS} holds non-strings; expected the vocabulary")
         if Keys.TOKEN_TYPE in fields:
-            token_types = np.asarray(_get(path, fields, Keys.TOKEN_TYPE, list), dtype=np.int32)
+            types = _get(path, fields, Keys.TOKEN_TYPE, list)
+            if len(types) != len(tokens) or not all(isinstance(t, int) and -2**31 <= t < 2**31 for t in types):
+                raise errors.MetadataError(
+                    path, f"{Keys.TOKEN_TYPE} has {len(types)} entries; expected one int32 per token ({len(tokens)})")
+            token_types = np.asarray(types, dtype=np.int32)
         else:
             token_types = np.ones(len(tokens), dtype=np.int32)
         tok_model = _get(path, fields, Keys.TOKENIZER_MODEL, str)
@@ -129,8 +140,8 @@ class GGUFModel:
             raise errors.MetadataError(
                 path, f"{Keys.TOKENIZER_MODEL} is {tok_model!r}; expected {graph.tokenizer_model!r} (WordPiece)")
 
-        hidden = _get(path, fields, key(Keys.EMBEDDING_LENGTH), int)
-        n_heads = _get(path, fields, key(Keys.HEAD_COUNT), int)
+        hidden = _bounded(path, fields, key(Keys.EMBEDDING_LENGTH), MAX_HIDDEN)
+        n_heads = _bounded(path, fields, key(Keys.HEAD_COUNT), MAX_HIDDEN)
         if hidden <= 0 or n_heads <= 0 or hidden % n_heads:
             raise errors.MetadataError(
                 path, f"{key(Keys.EMBEDDING_LENGTH)}={hidden} is not a positive multiple of "
@@ -138,13 +149,13 @@ class GGUFModel:
         config = ModelConfig(
             architecture=arch,
             name=_get(path, fields, Keys.NAME, str, default=path.stem),
-            n_layers=_positive(path, fields, key(Keys.BLOCK_COUNT)),
+            n_layers=_bounded(path, fields, key(Keys.BLOCK_COUNT), MAX_LAYERS),
             hidden=hidden,
-            ffn=_positive(path, fields, key(Keys.FEED_FORWARD_LENGTH)),
+            ffn=_bounded(path, fields, key(Keys.FEED_FORWARD_LENGTH), MAX_FFN),
             n_heads=n_heads,
-            context_length=_positive(path, fields, key(Keys.CONTEXT_LENGTH)),
-            layer_norm_eps=float(_get(path, fields, key(Keys.LAYERNORM_EPS), float)),
-            rope_base=(float(_get(path, fields, key(Keys.ROPE_FREQ_BASE), float))
+            context_length=_bounded(path, fields, key(Keys.CONTEXT_LENGTH), MAX_CONTEXT),
+            layer_norm_eps=_finite_positive(path, fields, key(Keys.LAYERNORM_EPS)),
+            rope_base=(_finite_positive(path, fields, key(Keys.ROPE_FREQ_BASE))
                        if graph.uses_rope else None),
             pooling_type=_get(path, fields, key(Keys.POOLING_TYPE), int, default=1),
             vocab_size=len(tokens),
@@ -161,14 +172,25 @@ class GGUFModel:
             tid = _get(path, fields, k, int, default=default)
             if not 0 <= tid < len(tokens):
                 raise errors.MetadataError(path, f"{k}={tid} is outside the vocabulary (0..{len(tokens) - 1})")
+            # [CLS]/[SEP] are written into the tokenizer's template, where ':' and blanks
+            # are syntax: such a token is a corrupt id, not a real special token
+            text = tokens[tid]
+            if name in ("cls", "sep") and (not text.strip() or ":" in text or any(c.isspace() for c in text)):
+                raise errors.MetadataError(
+                    path, f"{k}={tid} names token {text[:40]!r}; a {name} token must be non-empty, "
+                    f"without ':' or blanks")
             special[name] = tid
         lowercase = bool(_get(path, fields, Keys.LOWERCASE, bool, default=True))
 
-        tensors = {}
-        for t in reader.tensors:
-            tensors[t.name] = t
-        model_tensors = _collect_tensors(path, config, tensors)
-        return cls(path, reader, config, model_tensors, tokens, token_types, special, lowercase)
+        problem = graph.check_config(config)
+        if problem:
+            raise errors.MetadataError(path, problem)
+        found = {t.name: t for t in header.tensors}
+        model_tensors = _collect_tensors(path, config, found, data, header.data_offset)
+        problem = graph.check_tensors(config, model_tensors)
+        if problem:
+            raise errors.MetadataError(path, problem)
+        return cls(path, header, config, model_tensors, tokens, token_types, special, lowercase)
 
     # ------------------------------------------------------------------ access
     def weight(self, template: str, bid: int | None = None) -> QuantTensor:
@@ -195,7 +217,7 @@ class GGUFModel:
         """Architecture, sizes, context, vocabulary and tensor types, JSON-ready."""
         types: dict[str, int] = {}
         n_params = 0
-        for t in self._reader.tensors:
+        for t in self._header.tensors:
             types[t.tensor_type.name] = types.get(t.tensor_type.name, 0) + 1
             n_params += int(t.n_elements)
         cfg = asdict(self.config)
@@ -208,46 +230,25 @@ class GGUFModel:
             "embedding_dim": self.config.hidden,
             "n_params": n_params,
             "tensor_types": dict(sorted(types.items())),
-            "n_tensors": len(self._reader.tensors),
+            "n_tensors": len(self._header.tensors),
         }
 
 
 # ---------------------------------------------------------------------- helpers
-def _read(path: Path):
-    """Run the gguf reader, turning its generic failures into specific errors."""
-    from gguf import GGUFReader
-
+def _read(path: Path) -> tuple[Header, np.ndarray]:
+    """Map the file and walk its header with the bounded reader: (header, the file's bytes)."""
     try:
-        size = path.stat().st_size
         with open(path, "rb") as f:
-            head = f.read(8)
+            size = os.fstat(f.fileno()).st_size
+            buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
     except FileNotFoundError:
         raise errors.ModelFileError(path, "no such file") from None
     except IsADirectoryError:
         raise errors.ModelFileError(path, "is a directory; expected a .gguf file") from None
-    except OSError as e:
-        raise errors.ModelFileError(path, f"cannot read: {e.strerror or e}") from None
-    if len(head) < 4 or head[:4] != _MAGIC_BYTES:
-        raise errors.NotGGUFError(
-            path, f"not a GGUF file: starts with {head[:4]!r}, expected the magic b'GGUF'")
-    if len(head) < 8:
-        raise errors.TruncatedFileError(path, f"truncated: {size} bytes, the GGUF header alone is 24")
-    version = struct.unpack("<I", head[4:8])[0]
-    if version not in GGUF_VERSIONS:
-        raise errors.UnsupportedVersionError(
-            path, f"GGUF version {version} is not supported; expected one of {GGUF_VERSIONS}")
-    try:
-        reader = GGUFReader(path, "r")
-    except (ValueError, IndexError, KeyError, OverflowError, struct.error, MemoryError) as e:
-        raise errors.TruncatedFileError(
-            path, f"truncated or corrupt: the header, metadata or tensor table cannot be read "
-            f"({size} bytes on disk; reader said: {e})") from None
-    for t in reader.tensors:
-        if t.data.nbytes != t.n_bytes:
-            raise errors.TruncatedFileError(
-                path, f"truncated: tensor {t.name} needs {t.n_bytes} bytes, "
-                f"{t.data.nbytes} are in the file ({size} bytes on disk)")
-    return reader
+    except (OSError, ValueError) as e:
+        raise errors.ModelFileError(path, f"cannot read: {getattr(e, 'strerror', None) or e}") from None
+    header = read_header(path, buf)
+    return header, np.frombuffer(buf, dtype=np.uint8)
 
 
 _MISSING = object()
@@ -277,10 +278,17 @@ def _get(path: Path, fields, key: str, kind: type, default=_MISSING):
     return int(value) if kind is int else value
 
 
-def _positive(path: Path, fields, key: str) -> int:
+def _bounded(path: Path, fields, key: str, limit: int) -> int:
     v = _get(path, fields, key, int)
-    if v <= 0:
-        raise errors.MetadataError(path, f"metadata key {key}={v}; expected a positive integer")
+    if not 0 < v <= limit:
+        raise errors.MetadataError(path, f"metadata key {key}={v}; expected an integer in 1..{limit}")
+    return v
+
+
+def _finite_positive(path: Path, fields, key: str) -> float:
+    v = float(_get(path, fields, key, float))
+    if not (math.isfinite(v) and v > 0):
+        raise errors.MetadataError(path, f"metadata key {key}={v}; expected a finite number > 0")
     return v
 
 
@@ -290,7 +298,9 @@ def _required(config: ModelConfig) -> dict[str, tuple[int, ...]]:
                                         config.context_length, config.n_layers)
 
 
-def _collect_tensors(path: Path, config: ModelConfig, found: dict) -> dict[str, QuantTensor]:
+def _collect_tensors(path: Path, config: ModelConfig, found: dict, data: np.ndarray,
+                     data_offset: int) -> dict[str, QuantTensor]:
+    """The required tensors, checked for shape and type, as views of the mapped file."""
     out: dict[str, QuantTensor] = {}
     for name, shape in _required(config).items():
         t = found.get(name)
@@ -321,8 +331,9 @@ def _collect_tensors(path: Path, config: ModelConfig, found: dict) -> dict[str, 
             raise errors.UnsupportedTensorTypeError(
                 path, f"tensor {name} (a norm or bias) is {qtype.name}; expected F32 or F16")
         cols = dims[-1]
+        start = data_offset + t.offset  # inside the file: checked by the header reader
         try:
-            out[name] = QuantTensor.from_array(name, qtype, np.asarray(t.data), cols)
+            out[name] = QuantTensor.from_array(name, qtype, data[start:start + t.n_bytes], cols)
         except ValueError as e:
             raise errors.TensorShapeError(path, str(e)) from None
     return out

@@ -17,7 +17,7 @@ from pathlib import Path
 from .. import errors
 from ..store.validation import Voice, content_hash, validate_record
 from ..text.chunking import chunk_text
-from .walk import read_text, walk_files
+from .walk import absolute, read_text, walk_files
 
 #: how ``index --input`` words a bad record (``file: record 3 (id x): ...``); source and
 #: chunk problems keep the store's words
@@ -95,16 +95,22 @@ class Indexer:
         self.summary = IndexSummary()
 
     # -- files
-    def index_paths(self, paths: Iterable[str | os.PathLike], prune: bool = True) -> IndexSummary:
+    def index_paths(self, paths: Iterable[str | os.PathLike], prune: bool = True,
+                    follow_symlinks: bool = False) -> IndexSummary:
         """Index files and folders; with ``prune``, chunks of files under ``paths`` that no
-        longer exist (or are now ignored/skipped) are removed."""
+        longer exist or are no longer reachable (ignored, skipped, a removed link) are
+        removed.  Links out of a folder are followed only with ``follow_symlinks`` (and
+        never into /proc, /sys or /dev); see ``lodevec.ingest.walk``."""
         t0 = time.perf_counter()
         paths = list(paths)
         db_path = Path(str(self.collection.uri)).resolve() if "://" not in str(self.collection.uri) else None
         skip = (lambda p: p.resolve() == db_path) if db_path else None
         seen: set[str] = set()
         self._stored = self.collection.hashes_by_source()  # one scan, not one query per file
-        for f in walk_files(paths, skip):
+        def skipped(path: str, reason: str) -> None:
+            self.summary.skipped.append({"path": path, "reason": reason})
+
+        for f in walk_files(paths, skip, follow_symlinks=follow_symlinks, on_skip=skipped):
             source = str(f)
             seen.add(source)
             self.summary.files += 1
@@ -120,7 +126,7 @@ class Indexer:
                       for i, t in enumerate(pieces)]
             self._add_source(source, chunks)
         if prune:
-            roots = [str(Path(p).resolve()) for p in paths]
+            roots = [str(absolute(p)) for p in paths]
             gone = [s for s in self._stored
                     if s not in seen and any(s == r or s.startswith(r.rstrip(os.sep) + os.sep) for r in roots)]
             if gone:

@@ -1,9 +1,19 @@
 """Which files an index run reads: walking folders as git would (``.gitignore``, VCS and
-cache folders skipped), and reading a file as text or saying why it is skipped."""
+cache folders skipped), confined to the tree, and reading a file as text or saying why
+it is skipped.
+
+Confinement: a symbolic link is followed only to a regular file inside the root it was
+found under (``follow_symlinks=True`` lifts that, but never into /proc, /sys or /dev);
+FIFOs, sockets and devices are never opened (opening a FIFO blocks); a name that is not
+valid UTF-8 cannot be stored and is skipped with a note.  Paths are recorded as the
+walk reached them (the root made absolute, then the names below it), never as a
+link's target, so removing a link lets prune remove its rows.
+"""
 
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -14,6 +24,11 @@ MAX_FILE_BYTES = 8 * 1024 * 1024
 #: folders never walked into
 SKIP_DIRS = {".git", ".hg", ".svn", "__pycache__", "node_modules", ".venv", "venv", ".tox",
              ".mypy_cache", ".pytest_cache", ".ruff_cache", ".lance"}
+#: kernel and device trees: never read, even through a followed link
+FORBIDDEN = (Path("/proc"), Path("/sys"), Path("/dev"))
+
+#: called with (path for display, reason) for every entry the walk skips
+OnSkip = Callable[[str, str], None]
 
 
 def _gitignore_specs(root: Path):
@@ -44,40 +59,146 @@ def _gitignore_specs(root: Path):
     return load, ignored
 
 
-def walk_files(paths: Iterable[str | os.PathLike], skip: Callable[[Path], bool] | None = None
-               ) -> Iterator[Path]:
+def display(path: str | os.PathLike) -> str:
+    """``path`` as printable text (undecodable bytes shown as ``\\xff``)."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _decodable(path: str | os.PathLike) -> bool:
+    try:
+        os.fspath(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def _forbidden(path: Path) -> bool:
+    return any(_inside(path, f) for f in FORBIDDEN)
+
+
+def absolute(path: str | os.PathLike) -> Path:
+    """How a root is recorded: a folder resolved (as before), a file as given, its
+    folder resolved (a link given directly keeps its own name)."""
+    p = Path(path)
+    return p.resolve() if p.is_dir() else p.parent.resolve() / p.name
+
+
+def _check_file(f: Path, root_real: Path | None, follow: bool) -> str | None:
+    """Why ``f`` is not read, or None.  ``root_real``: the resolved root links must stay in."""
+    try:
+        st = os.lstat(f)
+    except OSError as e:
+        return f"cannot read: {e.strerror or e}"
+    if stat.S_ISLNK(st.st_mode):
+        try:
+            target = f.resolve(strict=True)
+            st = os.stat(target)
+        except (OSError, RuntimeError):
+            return "broken symbolic link"
+        if _forbidden(target):
+            return f"symbolic link into /{target.parts[1]} (never read)"
+        if not follow and root_real is not None and not _inside(target, root_real):
+            return "symbolic link to outside the folder (not followed; see follow_symlinks)"
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("fifo" if stat.S_ISFIFO(st.st_mode) else "socket" if stat.S_ISSOCK(st.st_mode)
+                else "device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "directory"
+                if stat.S_ISDIR(st.st_mode) else "special file")
+        return f"not a regular file ({kind})"
+    return None
+
+
+def walk_files(paths: Iterable[str | os.PathLike], skip: Callable[[Path], bool] | None = None,
+               follow_symlinks: bool = False, on_skip: OnSkip | None = None) -> Iterator[Path]:
     """Files under ``paths`` (files given directly are always included), in sorted
-    order, honouring ``.gitignore`` files and skipping VCS/cache folders."""
+    order, honouring ``.gitignore`` files and skipping VCS/cache folders.
+
+    Args:
+        skip: a folder predicate (the database's own folder).
+        follow_symlinks: follow links to files and folders outside the root too (never
+            into /proc, /sys or /dev, never twice into one folder).
+        on_skip: told ``(path, reason)`` of each link, special file or undecodable
+            name that is left out.
+    """
+    note = on_skip or (lambda path, reason: None)
     for p in paths:
-        root = Path(p)
-        if not root.exists():
-            raise errors.InputError(f"{root}: no such file or directory")
-        if root.is_file():
-            yield root.resolve()
+        given = Path(p)
+        if not given.exists():
+            raise errors.InputError(f"{given}: no such file or directory")
+        root = absolute(given)
+        if _forbidden(root.resolve()):
+            note(display(root), "under /proc, /sys or /dev (never read)")
             continue
-        load, ignored = _gitignore_specs(root)
-        for dirpath, dirnames, filenames in os.walk(root):
-            here = Path(dirpath)
-            load(here)
-            dirnames[:] = sorted(d for d in dirnames
-                                 if d not in SKIP_DIRS and not ignored(here / d, True)
-                                 and not (skip and skip(here / d)))
-            for name in sorted(filenames):
-                f = here / name
-                if name == ".gitignore" or ignored(f, False) or not f.is_file():
-                    continue
-                yield f.resolve()
+        if not _decodable(root):
+            note(display(root), "name is not valid UTF-8")
+            continue
+        if not given.is_dir():
+            why = _check_file(root, None, True)
+            if why:
+                note(display(root), why)
+            else:
+                yield root
+            continue
+        yield from _walk(root, skip, follow_symlinks, note)
+
+
+def _walk(root: Path, skip, follow: bool, note: OnSkip) -> Iterator[Path]:
+    load, ignored = _gitignore_specs(root)
+    seen_dirs: set[tuple[int, int]] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=follow):
+        here = Path(dirpath)
+        if follow:  # a followed link may lead back up: enter each real folder once
+            st = os.stat(here)
+            if (st.st_dev, st.st_ino) in seen_dirs or _forbidden(here.resolve()):
+                dirnames[:] = []
+                continue
+            seen_dirs.add((st.st_dev, st.st_ino))
+        load(here)
+        keep = []
+        for d in sorted(dirnames):
+            if d in SKIP_DIRS or ignored(here / d, True) or (skip and skip(here / d)):
+                continue
+            if not _decodable(d):
+                note(display(here / d), "name is not valid UTF-8 (folder not indexed)")
+                continue
+            keep.append(d)
+        dirnames[:] = keep
+        for name in sorted(filenames):
+            f = here / name
+            if name == ".gitignore" or ignored(f, False):
+                continue
+            if not _decodable(name):
+                note(display(f), "name is not valid UTF-8")
+                continue
+            why = _check_file(f, root, follow)
+            if why:
+                note(str(f), why)
+                continue
+            yield f
 
 
 def read_text(path: Path) -> tuple[str | None, str | None]:
-    """(text, None) for a UTF-8 text file, (None, reason) for anything to skip."""
+    """(text, None) for a UTF-8 text file, (None, reason) for anything to skip.
+
+    One open, never blocking (a file swapped for a FIFO is refused, not waited on), and
+    at most ``MAX_FILE_BYTES + 1`` bytes read whatever the file claims or grows to.
+    """
     try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            return None, f"larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB"
-        data = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                return None, "not a regular file"
+            if st.st_size > MAX_FILE_BYTES:
+                return None, f"larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB"
+            data = f.read(MAX_FILE_BYTES + 1)
     except OSError as e:
         return None, f"cannot read: {e.strerror or e}"
+    if len(data) > MAX_FILE_BYTES:
+        return None, f"larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB"
     if b"\x00" in data[:8192]:
         return None, "binary file"
     try:
