@@ -133,6 +133,8 @@ ERROR_TABLE: tuple[tuple[type[BaseException], int, str, str], ...] = (
     (errors.ModelMismatchError, 409, "invalid_request_error", "model_mismatch"),
     (errors.QueryError, 422, "invalid_request_error", "invalid_query"),  # bad 'where' filter
     (QueueFull, 429, "rate_limit_error", "overloaded"),
+    # the loaded model gave NaN or inf: the server's model file is at fault, not the request
+    (errors.NonFiniteEmbeddingError, 500, "server_error", "non_finite_embedding"),
     (Unavailable, 503, "server_error", "unavailable"),
     (BatcherClosed, 503, "server_error", "unavailable"),
     (errors.DimensionError, 422, "invalid_request_error", "invalid_dimensions"),
