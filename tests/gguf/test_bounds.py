@@ -8,10 +8,10 @@ import struct
 import time
 from pathlib import Path
 
+import gguf
 import numpy as np
 import pytest
 
-import gguf
 from conftest import MINILM_FILE, NOMIC
 from gguf_edit import rewrite
 from lodevec import errors
