@@ -211,7 +211,8 @@ def cmd_index(args, out) -> int:
         if records is not None:
             summary = ix.index_records(records, source=args.input if args.input != "-" else "<stdin>")
         if args.paths:
-            summary = ix.index_paths(args.paths, prune=not args.no_prune)
+            summary = ix.index_paths(args.paths, prune=not args.no_prune,
+                                     follow_symlinks=args.follow_symlinks)
     finally:
         close()
     coll.maintain()
@@ -370,6 +371,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--overlap", type=int, default=32, help="word pieces shared by neighbouring chunks")
     sp.add_argument("--batch-size", type=_positive, default=256, help="chunks per embedding batch / write")
     sp.add_argument("--no-prune", action="store_true", help="keep chunks of files that disappeared")
+    sp.add_argument("--follow-symlinks", action="store_true",
+                    help="follow links out of the folders given (never into /proc, /sys, /dev)")
     sp.add_argument("--progress", action="store_true", help="progress bar even when stderr is not a terminal")
     sp.add_argument("--json", action="store_true", help="print a JSON summary instead")
     sp.set_defaults(func=cmd_index)
