@@ -234,3 +234,43 @@ def test_watch_command(tree, tmp_path):
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
     assert proc.returncode in (0, 130), err
+
+
+def test_serve_watch(tree, tmp_path):
+    """``lodevec serve --watch``: the server's searches see what its watcher thread wrote."""
+    import socket
+
+    import httpx
+
+    import lodevec
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(Path(lodevec.__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.Popen([sys.executable, "-m", "lodevec", "serve", "--db", str(tmp_path / "db"),
+                             "--model", str(MINILM_FILE), "--addr", f"127.0.0.1:{port}",
+                             "--log-level", "warning", "--watch", str(tree)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+
+    def found(query: str, name: str) -> bool:
+        assert proc.poll() is None, proc.stderr.read()
+        try:
+            r = httpx.post(f"{url}/search", json={"query": query, "k": 3}, timeout=10)
+        except httpx.TransportError:
+            return False
+        return r.status_code == 200 and name in r.text
+
+    try:
+        wait_for(lambda: found("a systems programming language", "rust.md"), "the initial index")
+        (tree / "notes" / "boats.txt").write_text("Sailing boats lean into the wind.\n")
+        wait_for(lambda: found("sailing in the wind", "boats.txt"), "a file written while serving")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -59,9 +59,9 @@ def corpus(tmp_path):
 
 
 @asynccontextmanager
-async def stdio_session(db: Path, cwd: Path):
-    params = StdioServerParameters(command=sys.executable, args=_server_args(db), env=_env(),
-                                   cwd=str(cwd))
+async def stdio_session(db: Path, cwd: Path, *extra: str):
+    params = StdioServerParameters(command=sys.executable, args=_server_args(db, *extra),
+                                   env=_env(), cwd=str(cwd))
     async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
         await session.initialize()
         yield session
@@ -181,5 +181,35 @@ def test_mcp_over_streamable_http(corpus):
     async def main():
         async with http_session(db, docs.parent) as session:
             await scenario(session, docs)
+
+    anyio.run(main)
+
+
+def test_mcp_watch(tmp_path):
+    """``lodevec mcp --watch``: a new database indexed by the server's watcher thread,
+    and a file written meanwhile found by ``search`` within a few seconds."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for name, text in SEED["documents"]:
+        (docs / f"{name}.txt").write_text(text + "\n", encoding="utf-8")
+
+    async def until(session, query: str, name: str) -> dict:
+        deadline = time.monotonic() + 60
+        while True:
+            found = await call(session, "search", query=query, k=1)
+            if found["results"] and Path(found["results"][0]["path"]).name == name:
+                return found
+            assert time.monotonic() < deadline, f"{name} not found"
+            await anyio.sleep(0.2)
+
+    async def main():
+        async with stdio_session(tmp_path / "db", tmp_path, "--watch", "docs") as session:
+            await until(session, QUERY, "doc3.txt")
+            (docs / "boats.txt").write_text("Sailing boats lean into the wind.\n")
+            await until(session, "sailing in the wind", "boats.txt")
+            status = await call(session, "status")
+            assert status["rows"] == 4
+            assert status["watch"]["state"] in ("watching", "indexing")
+            assert status["watch"]["paths"] == [str(docs.resolve())]
 
     anyio.run(main)
