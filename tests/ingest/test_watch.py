@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import MINILM_FILE
+from conftest import MINILM_FILE, child_env, stop_process
 from lodevec.embedding import Embedder
 from lodevec.session import Session, collection_for
 from lodevec.store import Database
@@ -60,6 +60,19 @@ def open_in(root: Path, minilm) -> Session:
     return Session(collection_for(db, "default", minilm, create=True), minilm)
 
 
+@pytest.fixture
+def watching(tree, minilm):
+    """(session, handle): a watcher on ``tree`` that has done its initial index."""
+    session = open_in(tree, minilm)
+    handle = Watcher(session, [tree]).start()
+    try:
+        assert handle.wait_ready(DEADLINE)
+        yield session, handle
+    finally:
+        handle.stop()
+    assert not handle.alive
+
+
 def rows_of(session, path: Path) -> list[dict]:
     coll = session.collection
     return coll.get(coll.ids_for_source(str(path.resolve())))
@@ -86,100 +99,89 @@ def test_transient_names():
         assert not is_transient(name), name
 
 
-def test_watch_follows_edits(tree, minilm):
-    session = open_in(tree, minilm)
-    handle = Watcher(session, [tree]).start()
-    try:
-        assert handle.wait_ready(DEADLINE)
-        coll = session.collection
-        rust = tree / "notes" / "rust.md"
-        assert {Path(s).name for s in coll.sources()} == {"rust.md", "bread.txt"}
-        assert handle.info()["state"] == "watching"
+def test_watch_follows_edits(tree, watching):
+    session, handle = watching
+    coll = session.collection
+    rust = tree / "notes" / "rust.md"
+    assert {Path(s).name for s in coll.sources()} == {"rust.md", "bread.txt"}
+    assert handle.info()["state"] == "watching"
 
-        # create
-        new = tree / "notes" / "garden.txt"
-        new.write_text("Tomatoes need sun, water and well drained soil.\n")
-        wait_for(lambda: len(rows_of(session, new)) == 1, "a new file")
-        assert top_source(session, "growing tomatoes in the garden") == str(new)
+    # create
+    new = tree / "notes" / "garden.txt"
+    new.write_text("Tomatoes need sun, water and well drained soil.\n")
+    wait_for(lambda: len(rows_of(session, new)) == 1, "a new file")
+    assert top_source(session, "growing tomatoes in the garden") == str(new)
 
-        # modify
-        new.write_text("Cucumbers climb a trellis and want plenty of water.\n")
-        wait_for(lambda: rows_of(session, new)[0]["text"].startswith("Cucumbers"), "a modification")
-        assert len(rows_of(session, new)) == 1
+    # modify
+    new.write_text("Cucumbers climb a trellis and want plenty of water.\n")
+    wait_for(lambda: rows_of(session, new)[0]["text"].startswith("Cucumbers"), "a modification")
+    assert len(rows_of(session, new)) == 1
 
-        # an editor's atomic save: a swap file, vim's probe file, a temp file renamed over
-        swap = tree / "notes" / ".rust.md.swp"
-        swap.write_bytes(b"b0VIM 9.0\x00\x00swap")
-        (tree / "notes" / "4913").write_text("")
-        (tree / "notes" / "4913").unlink()
-        tmp = tree / "notes" / "rust.md.tmp"
-        tmp.write_text("Rust has ownership, borrowing and lifetimes.\n")
-        os.replace(tmp, rust)
-        wait_for(lambda: rows_of(session, rust)[0]["text"].startswith("Rust has ownership"),
-                 "an atomic save")
-        swap.unlink()
+    # an editor's atomic save: a swap file, vim's probe file, a temp file renamed over
+    swap = tree / "notes" / ".rust.md.swp"
+    swap.write_bytes(b"b0VIM 9.0\x00\x00swap")
+    (tree / "notes" / "4913").write_text("")
+    (tree / "notes" / "4913").unlink()
+    tmp = tree / "notes" / "rust.md.tmp"
+    tmp.write_text("Rust has ownership, borrowing and lifetimes.\n")
+    os.replace(tmp, rust)
+    wait_for(lambda: rows_of(session, rust)[0]["text"].startswith("Rust has ownership"),
+             "an atomic save")
+    swap.unlink()
 
-        # rename
-        renamed = tree / "notes" / "vegetables.txt"
-        os.rename(new, renamed)
-        wait_for(lambda: not rows_of(session, new) and len(rows_of(session, renamed)) == 1,
-                 "a rename")
+    # rename
+    renamed = tree / "notes" / "vegetables.txt"
+    os.rename(new, renamed)
+    wait_for(lambda: not rows_of(session, new) and len(rows_of(session, renamed)) == 1,
+             "a rename")
 
-        # delete
-        renamed.unlink()
-        wait_for(lambda: str(renamed) not in coll.sources(), "a deletion")
+    # delete
+    renamed.unlink()
+    wait_for(lambda: str(renamed) not in coll.sources(), "a deletion")
 
-        # a folder moved within the tree, an ignored folder, then a barrier file
-        os.rename(tree / "notes", tree / "docs")
-        (tree / "secret").mkdir()
-        (tree / "secret" / "keys.txt").write_text("never index this")
-        barrier = tree / "barrier.txt"
-        barrier.write_text("The last change of this test.\n")
-        wait_for(lambda: str(barrier) in coll.sources()
-                 and {Path(s).parent.name for s in coll.sources()} == {"docs", "tree"},
-                 "a moved folder")
-        names = sorted(Path(s).name for s in coll.sources())
-        assert names == ["barrier.txt", "bread.txt", "rust.md"]
-        assert_no_duplicates(session)
+    # a folder moved within the tree, an ignored folder, then a barrier file
+    os.rename(tree / "notes", tree / "docs")
+    (tree / "secret").mkdir()
+    (tree / "secret" / "keys.txt").write_text("never index this")
+    barrier = tree / "barrier.txt"
+    barrier.write_text("The last change of this test.\n")
+    wait_for(lambda: str(barrier) in coll.sources()
+             and {Path(s).parent.name for s in coll.sources()} == {"docs", "tree"},
+             "a moved folder")
+    names = sorted(Path(s).name for s in coll.sources())
+    assert names == ["barrier.txt", "bread.txt", "rust.md"]
+    assert_no_duplicates(session)
 
-        # the database is inside the tree: its own writes cause no further updates
-        assert not any(".lodevec-db" in s for s in coll.sources())
-        settled = handle.watcher.updates
-        time.sleep(2.5)
-        assert handle.watcher.updates == settled
-        assert handle.info()["last_error"] is None
-    finally:
-        handle.stop()
-    assert not handle.alive
+    # the database is inside the tree: its own writes cause no further updates
+    assert not any(".lodevec-db" in s for s in coll.sources())
+    settled = handle.watcher.updates
+    time.sleep(2.5)
+    assert handle.watcher.updates == settled
+    assert handle.info()["last_error"] is None
 
 
-def test_watch_burst_of_files(tree, minilm):
+def test_watch_burst_of_files(tree, watching):
     """A git-checkout-sized burst: 2,000 new files, then the folder removed."""
-    session = open_in(tree, minilm)
-    handle = Watcher(session, [tree]).start()
-    try:
-        assert handle.wait_ready(DEADLINE)
-        coll = session.collection
-        base, before = coll.count(), handle.watcher.updates
-        burst = tree / "burst"
-        for d in range(20):
-            sub = burst / f"d{d:02}"
-            sub.mkdir(parents=True)
-            for i in range(100):
-                (sub / f"f{i:03}.txt").write_text(f"note {d} {i}\n")
-        wait_for(lambda: coll.count() == base + 2000, "2,000 new files", timeout=240)
-        assert_no_duplicates(session)
-        assert len(coll.sources()) == 2 + 2000
-        assert handle.watcher.updates - before <= 20  # coalesced batches, not one per event
-        hit = coll.search(session.embed_query("note 7 42"), k=5, mode="hybrid",
-                          query_text="note 7 42")
-        assert str(burst / "d07" / "f042.txt") in {h.source for h in hit}
+    session, handle = watching
+    coll = session.collection
+    base, before = coll.count(), handle.watcher.updates
+    burst = tree / "burst"
+    for d in range(20):
+        sub = burst / f"d{d:02}"
+        sub.mkdir(parents=True)
+        for i in range(100):
+            (sub / f"f{i:03}.txt").write_text(f"note {d} {i}\n")
+    wait_for(lambda: coll.count() == base + 2000, "2,000 new files", timeout=240)
+    assert_no_duplicates(session)
+    assert len(coll.sources()) == 2 + 2000
+    assert handle.watcher.updates - before <= 20  # coalesced batches, not one per event
+    hit = coll.search(session.embed_query("note 7 42"), k=5, mode="hybrid",
+                      query_text="note 7 42")
+    assert str(burst / "d07" / "f042.txt") in {h.source for h in hit}
 
-        shutil.rmtree(burst)
-        wait_for(lambda: coll.count() == base, "the burst folder removed", timeout=120)
-        assert_no_duplicates(session)
-    finally:
-        handle.stop()
+    shutil.rmtree(burst)
+    wait_for(lambda: coll.count() == base, "the burst folder removed", timeout=120)
+    assert_no_duplicates(session)
 
 
 def test_refresh_of_touched_paths(tree, minilm):
@@ -205,13 +207,9 @@ def test_refresh_of_touched_paths(tree, minilm):
 
 def test_watch_command(tree, tmp_path):
     """``lodevec watch`` as a process: indexes, follows a new file, stops on Ctrl-C."""
-    import lodevec
-
     db = tmp_path / "db"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [str(Path(lodevec.__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.Popen([sys.executable, "-m", "lodevec", "watch", "--db", str(db),
-                             "--model", str(MINILM_FILE), str(tree)], env=env,
+                             "--model", str(MINILM_FILE), str(tree)], env=child_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True).start()
@@ -242,17 +240,14 @@ def test_serve_watch(tree, tmp_path):
 
     import httpx
 
-    import lodevec
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [str(Path(lodevec.__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.Popen([sys.executable, "-m", "lodevec", "serve", "--db", str(tmp_path / "db"),
                              "--model", str(MINILM_FILE), "--addr", f"127.0.0.1:{port}",
                              "--log-level", "warning", "--watch", str(tree)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
     url = f"http://127.0.0.1:{port}"
 
     def found(query: str, name: str) -> bool:
@@ -268,9 +263,4 @@ def test_serve_watch(tree, tmp_path):
         (tree / "notes" / "boats.txt").write_text("Sailing boats lean into the wind.\n")
         wait_for(lambda: found("sailing in the wind", "boats.txt"), "a file written while serving")
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)

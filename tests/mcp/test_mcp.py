@@ -8,7 +8,6 @@ languages".
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import MINILM, MINILM_FILE, load_golden
+from conftest import MINILM, MINILM_FILE, child_env, load_golden, stop_process
 from conftest import run_cli as run
 
 pytest.importorskip("mcp")
@@ -26,19 +25,10 @@ import anyio  # noqa: E402
 from mcp import ClientSession, StdioServerParameters, stdio_client  # noqa: E402
 from mcp.client.streamable_http import streamable_http_client  # noqa: E402
 
-import lodevec  # noqa: E402
-
 TOOLS = {"search", "index", "status", "list_sources", "get"}
 GOLDEN = load_golden(MINILM / "golden-seed.json")
 SEED = GOLDEN["seed"]
 QUERY = SEED["query"]
-
-
-def _env() -> dict:
-    src = str(Path(lodevec.__file__).resolve().parents[1])
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([src, *filter(None, [env.get("PYTHONPATH")])])
-    return env
 
 
 def _server_args(db: Path, *extra: str) -> list[str]:
@@ -61,7 +51,7 @@ def corpus(tmp_path):
 @asynccontextmanager
 async def stdio_session(db: Path, cwd: Path, *extra: str):
     params = StdioServerParameters(command=sys.executable, args=_server_args(db, *extra),
-                                   env=_env(), cwd=str(cwd))
+                                   env=child_env(), cwd=str(cwd))
     async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
         await session.initialize()
         yield session
@@ -77,7 +67,7 @@ def _free_port() -> int:
 async def http_session(db: Path, cwd: Path):
     port = _free_port()
     proc = subprocess.Popen([sys.executable, *_server_args(db, "--http", f"127.0.0.1:{port}")],
-                            env=_env(), cwd=str(cwd), stdout=subprocess.DEVNULL,
+                            env=child_env(), cwd=str(cwd), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 90
@@ -94,12 +84,7 @@ async def http_session(db: Path, cwd: Path):
             await session.initialize()
             yield session
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 async def call(session, name: str, **arguments) -> dict:
@@ -165,21 +150,12 @@ async def scenario(session, docs: Path) -> None:
     assert "no such file" in await call_error(session, "index", paths=["missing-folder"])
 
 
-def test_mcp_over_stdio(corpus):
+@pytest.mark.parametrize("transport", [stdio_session, http_session], ids=["stdio", "http"])
+def test_mcp_tools(corpus, transport):
     docs, db = corpus
 
     async def main():
-        async with stdio_session(db, docs.parent) as session:
-            await scenario(session, docs)
-
-    anyio.run(main)
-
-
-def test_mcp_over_streamable_http(corpus):
-    docs, db = corpus
-
-    async def main():
-        async with http_session(db, docs.parent) as session:
+        async with transport(db, docs.parent) as session:
             await scenario(session, docs)
 
     anyio.run(main)
