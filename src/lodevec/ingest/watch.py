@@ -161,7 +161,7 @@ class Watcher:
                     self._guarded(sorted({p for _, p in changes}))
         except Exception as e:  # the watcher itself failed (a root vanished, inotify limits)
             self.state, self.last_error = "failed", f"watching stopped: {e}"
-            raise
+            raise errors.LodevecError(self.last_error) from e
         finally:
             self.ready.set()
             if self.state != "failed":
