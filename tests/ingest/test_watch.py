@@ -198,6 +198,7 @@ def test_refresh_of_touched_paths(tree, minilm):
                    tree / "gone.txt", tree / ".lodevec-db" / "x.lance"])
     assert s.chunks_embedded == 1 and [k["path"] for k in s.skipped] == [str(tree / "empty.txt")]
     assert {Path(p).name for p in coll.sources()} == {"rust.md", "bread.txt", "new.txt"}
+    assert w.refresh([tree / "secret" / "a.txt"]) is None  # only ignored files: no update
     # an ignore file that changes re-walks its folder: now-ignored files leave the index
     (tree / ".gitignore").write_text("secret/\nnotes/\n")
     s = w.refresh([tree / ".gitignore"])

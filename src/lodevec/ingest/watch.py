@@ -76,7 +76,8 @@ class _EventFilter:
 
 def _watch_targets(roots: list[Path]) -> list[Path]:
     """The folders to watch: folder roots, and a file root's folder (an editor's atomic
-    save replaces the file, and a watch on the file itself would die with it)."""
+    save replaces the file, and a watch on the file itself would die with it; events of
+    the folder's other files are filtered out)."""
     dirs = {r if r.is_dir() else r.parent for r in roots}
     return sorted(d for d in dirs if not any(p in dirs for p in d.parents))
 
@@ -147,9 +148,9 @@ class Watcher:
         started = False
         try:
             for changes in watchfiles.watch(
-                    *_watch_targets(self.roots), watch_filter=flt, debounce=self.debounce_ms, step=self.step_ms,
-                    stop_event=stop_event, rust_timeout=500, yield_on_timeout=True,
-                    raise_interrupt=False):
+                    *_watch_targets(self.roots), watch_filter=flt, debounce=self.debounce_ms,
+                    step=self.step_ms, stop_event=stop_event, rust_timeout=500,
+                    yield_on_timeout=True, raise_interrupt=False):
                 if not started:  # the watcher runs: nothing that changes from now is missed
                     started = True
                     if self.initial:
@@ -212,7 +213,8 @@ class Watcher:
 
     def refresh(self, changed: Iterable[str | os.PathLike]) -> IndexSummary | None:
         """Re-index what ``changed`` paths touch: files (re)indexed, vanished or now
-        ignored ones removed, folders walked whole.  None if nothing was touched."""
+        ignored ones removed, folders walked whole.  None if that touched no indexed or
+        indexable file (e.g. only ignored build output changed)."""
         t0 = time.perf_counter()
         touched = self._touched(changed)
         if not touched:
@@ -226,6 +228,8 @@ class Watcher:
                 summary.chunks_removed += coll.delete_sources(gone)
             if summary.chunks_embedded or summary.chunks_removed:
                 coll.maintain()
+        if not present and not gone:
+            return None
         summary.seconds = time.perf_counter() - t0
         return summary
 
