@@ -113,3 +113,27 @@ def encoders():
         return cache[key]
 
     return get
+
+
+def child_env() -> dict:
+    """This environment for a ``python -m lodevec ...`` child, with the lodevec being
+    tested first on PYTHONPATH."""
+    import os
+
+    import lodevec
+
+    src = str(Path(lodevec.__file__).resolve().parents[1])
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [src, *filter(None, [os.environ.get("PYTHONPATH")])]))
+
+
+def stop_process(proc, timeout: float = 30) -> None:
+    """Terminate a child process (kill it if it does not exit within ``timeout`` s)."""
+    import subprocess
+
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

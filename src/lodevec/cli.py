@@ -295,9 +295,68 @@ def cmd_serve(args, out) -> int:
     # an open bind is refused before the model loads, not after
     security_from_args(args).check_bind(parse_addr(args.addr)[0])
     db = Database(args.db, resident=False) if args.db else None
+    if args.watch and db is None:
+        raise errors.InputError("--watch needs --db: the database to keep current")
     emb = Embedder.from_gguf(resolve_model(model_for(db, args.collection, args.model)),
                              threads=args.threads, device=args.device, cache_size=args.cache_size)
-    serve_from_args(emb, args.db, args)
+    handle = _start_watch(args, db, emb) if args.watch else None
+    try:
+        serve_from_args(emb, args.db, args)
+    finally:
+        if handle is not None:
+            handle.stop()
+    return EXIT_OK
+
+
+def _start_watch(args, db, emb):
+    """``serve --watch``: a watcher thread on the served collection (its own handle on
+    the table; the store's lock and version checks keep the two consistent)."""
+    from .ingest.watch import Watcher
+    from .session import Session, collection_for
+
+    coll = collection_for(db, args.collection, emb, dim=args.dim, create=True)
+    return Watcher(Session(coll, emb), args.watch).start()
+
+
+def cmd_mcp(args, out) -> int:
+    from .mcp.server import check_http, run
+    from .session import open_session
+    from .store import Database
+
+    check_http(args.http, args.insecure)  # before the model loads
+    session = open_session(Database(args.db), args.collection, model=args.model, create=True,
+                           threads=args.threads, device=args.device)
+    run(session, http=args.http, watch=args.watch, insecure=args.insecure,
+        chunk_tokens=args.chunk_tokens, overlap=args.overlap)
+    return EXIT_OK
+
+
+def cmd_watch(args, out) -> int:
+    import time
+
+    from .ingest.watch import Watcher
+
+    def report(summary, paths) -> None:
+        s = summary.to_dict()
+        if args.json:
+            _print_json({"time": time.time(), "touched": None if paths is None else len(paths),
+                         **s}, out)
+        else:
+            what = "indexed" if paths is None else f"{len(paths)} changed paths:"
+            out.write(f"{time.strftime('%H:%M:%S')}  {what} {s['files']} files, "
+                      f"{s['chunks_embedded']} chunks embedded, {s['chunks_removed']} removed, "
+                      f"{s['chunks_skipped']} unchanged ({s['seconds']:.1f}s)\n")
+            for sk in s["skipped"][:20]:
+                out.write(f"  skipped {sk['path']}: {sk['reason']}\n")
+        out.flush()
+
+    session = _open_session(args, create=True)
+    watcher = Watcher(session, args.paths, chunk_tokens=args.chunk_tokens, overlap=args.overlap,
+                      batch_size=args.batch_size, initial=not args.no_initial, on_update=report)
+    if not args.json:
+        out.write(f"watching {', '.join(str(r) for r in watcher.roots)} (Ctrl-C to stop)\n")
+        out.flush()
+    watcher.run()
     return EXIT_OK
 
 
@@ -409,7 +468,37 @@ def build_parser() -> argparse.ArgumentParser:
     from .serve import add_arguments
 
     add_arguments(sp)
+    sp.add_argument("--watch", nargs="+", metavar="PATH", default=None,
+                    help="keep these files/folders indexed into --db while serving")
     sp.set_defaults(func=cmd_serve)
+
+    def chunk_args(sp):
+        sp.add_argument("--chunk-tokens", type=_positive, default=256,
+                        help="word pieces per chunk (default 256; as the index was made)")
+        sp.add_argument("--overlap", type=int, default=32, help="word pieces shared by neighbouring chunks")
+
+    sp = sub.add_parser("mcp", help="MCP server (stdio, or --http): search tools for agents")
+    db_args(sp)
+    model_args(sp)
+    sp.add_argument("--http", metavar="HOST:PORT", default=None,
+                    help="serve streamable HTTP at http://HOST:PORT/mcp instead of stdio")
+    sp.add_argument("--insecure", action="store_true",
+                    help="allow --http on a non-loopback address (there is no authentication)")
+    sp.add_argument("--watch", nargs="+", metavar="PATH", default=None,
+                    help="keep these files/folders indexed while serving")
+    chunk_args(sp)
+    sp.set_defaults(func=cmd_mcp)
+
+    sp = sub.add_parser("watch", help="keep --db current while files under PATH... change")
+    db_args(sp)
+    model_args(sp)
+    sp.add_argument("paths", nargs="+", metavar="PATH", help="files and folders (.gitignore is honoured)")
+    chunk_args(sp)
+    sp.add_argument("--batch-size", type=_positive, default=256, help="chunks per embedding batch / write")
+    sp.add_argument("--no-initial", action="store_true", help="do not index PATH... before watching")
+    sp.add_argument("--dim", type=_positive, default=None, help="Matryoshka dimension for a new table")
+    sp.add_argument("--json", action="store_true", help="one JSON line per update")
+    sp.set_defaults(func=cmd_watch)
     return p
 
 
