@@ -23,6 +23,8 @@ from .walk import absolute, read_text, walk_files
 #: chunk problems keep the store's words
 RECORDS_VOICE = Voice(not_object="{w}: expected a JSON object",
                       bad_id='{w}: "id" is missing; expected a string or integer',
+                      wrong_id='{w}: "id" is a {type}, not a string or integer',
+                      bad_unicode='{w}: "{e}" is not valid Unicode (a lone surrogate)',
                       bad_text='{w} (id {rid}): "text" is missing or empty',
                       bad_metadata='{w} (id {rid}): "metadata" must be an object',
                       bad_metadata_value="{w} (id {rid}): metadata is not JSON: {e}")
@@ -58,6 +60,34 @@ class Chunk:
     chunk: int
     metadata: dict
     content_hash: str
+
+
+def record_chunks(records: Iterable[dict], source: str = "<records>",
+                  labels: Iterable[str] | None = None) -> list[Chunk]:
+    """Every record checked by the store's validator (``RECORDS_VOICE``) and ids unique,
+    before anything is written: one row each.
+
+    Args:
+        records: ``{"id", "text", "metadata"?}`` dicts.
+        source: the file they came from (the default ``source`` of a record).
+        labels: how messages name each record (e.g. ``notes.jsonl:12``, its line);
+            default ``source: record N``.
+
+    Raises:
+        RecordError: the first bad record, or an id given twice.
+    """
+    chunks = []
+    names = iter(labels) if labels is not None else None
+    for n, rec in enumerate(records, 1):
+        label = next(names) if names is not None else f"{source}: record {n}"
+        r = validate_record(rec, label=label, voice=RECORDS_VOICE, default_source=source)
+        chunks.append(Chunk(r["id"], r["text"], r["source"], 0, r["metadata"], r["content_hash"]))
+    seen: set[str] = set()
+    for c in chunks:
+        if c.id in seen:
+            raise errors.RecordError(f"{source}: id {c.id!r} appears more than once")
+        seen.add(c.id)
+    return chunks
 
 
 # ---------------------------------------------------------------------- walking
@@ -136,21 +166,16 @@ class Indexer:
         return self.summary
 
     # -- records
-    def index_records(self, records: Iterable[dict], source: str = "<records>") -> IndexSummary:
+    def index_records(self, records: Iterable[dict], source: str = "<records>",
+                      labels: Iterable[str] | None = None) -> IndexSummary:
         """Index ``{"id", "text", "metadata"?}`` records, one row each (all records are
-        validated before anything is written)."""
+        validated before anything is written; see ``record_chunks``)."""
+        return self.index_chunks(record_chunks(records, source, labels))
+
+    def index_chunks(self, chunks: list[Chunk]) -> IndexSummary:
+        """Index chunks already checked by ``record_chunks``."""
         t0 = time.perf_counter()
-        chunks = []
-        for n, rec in enumerate(records, 1):
-            r = validate_record(rec, label=f"{source}: record {n}", voice=RECORDS_VOICE,
-                                default_source=source)
-            chunks.append(Chunk(r["id"], r["text"], r["source"], 0, r["metadata"], r["content_hash"]))
         ids = [c.id for c in chunks]
-        seen: set[str] = set()
-        for i in ids:
-            if i in seen:
-                raise errors.RecordError(f"{source}: id {i!r} appears more than once")
-            seen.add(i)
         self._queue_changed(chunks, self.collection.hashes_for_ids(ids) if chunks else {})
         self.flush()
         self.summary.seconds = time.perf_counter() - t0
