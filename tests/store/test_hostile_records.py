@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pytest
+from test_store import DIM, IDENT, make_records, unit
 
 from lodevec import errors
 from lodevec.store import Database
-from test_store import DIM, IDENT, make_records, unit
 
 
 @pytest.fixture

@@ -36,8 +36,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import errors
-from ._lance import VECTOR_COLUMN
 from ..text.validity import is_blank
+from ._lance import VECTOR_COLUMN
 from .identity import schema_metadata
 from .validation import INT32_MAX, _fields, content_hash, metadata_json, validate_record
 
