@@ -83,3 +83,21 @@ def test_arrow_control_only_text_is_refused(coll):
     with pytest.raises(errors.RecordError, match="row 1"):
         coll.upsert(t)
     assert coll.count() == 10
+
+
+@pytest.mark.parametrize("where", ["chunk = 1; DROP TABLE x", "chunk = 1 -- and chunk = 2",
+                                   "chunk = 1 /* and chunk = 2 */", "chunk = 1;"])
+def test_where_refuses_what_it_would_ignore(coll, where):
+    q = unit(np.random.default_rng(5), 1)[0]
+    for call in (lambda: coll.search(q, where=where), lambda: coll.count(where),
+                 lambda: coll.delete(where=where)):
+        with pytest.raises(errors.QueryError, match="outside a string literal") as ei:
+            call()
+        assert where in str(ei.value)
+    assert coll.count() == 10
+
+
+def test_where_allows_separators_inside_literals(coll):
+    coll.upsert([{**make_records(1, start=400)[0], "source": "a;b--c/*d.txt"}])
+    assert coll.count("source = 'a;b--c/*d.txt'") == 1
+    assert coll.count("source = 'it''s; -- fine' OR chunk > -1") == 11

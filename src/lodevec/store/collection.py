@@ -120,7 +120,7 @@ class Collection:
         Returns:
             Number of rows deleted.
         """
-        return self._writer.delete(ids, where)
+        return self._writer.delete(ids, query.check_filter(where))
 
     def delete_sources(self, sources: Iterable[str]) -> int:
         """Delete every chunk of the given sources (vanished or skipped files); returns rows deleted."""
@@ -129,7 +129,7 @@ class Collection:
     # -- reading
     def count(self, where: str | None = None) -> int:
         """Rows in the collection (matching ``where`` if given)."""
-        return self._t.count(where)
+        return self._t.count(query.check_filter(where))
 
     def get(self, ids: Sequence[str], *, with_embedding: bool = False) -> list[dict]:
         """Records by id, in the order asked (missing ids are left out).
@@ -190,7 +190,7 @@ class Collection:
             DimensionError: the vector has the wrong length.
             QueryError: ``where`` or ``query_text`` cannot be parsed.
         """
-        return self._searcher.search(vector, k, where, query_text, mode, exact)
+        return self._searcher.search(vector, k, query.check_filter(where), query_text, mode, exact)
 
     # -- resident copy
     def load_resident(self, wait: bool = True) -> dict:
