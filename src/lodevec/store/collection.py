@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from .. import errors
+from ..text.validity import surrogate_at
 from . import query
 from ._lance import VECTOR_COLUMN, ResidentSource, Table
 from .identity import effective_dim
@@ -190,6 +191,8 @@ class Collection:
             DimensionError: the vector has the wrong length.
             QueryError: ``where`` or ``query_text`` cannot be parsed.
         """
+        if query_text is not None and surrogate_at(query_text) is not None:
+            raise errors.QueryError("the query text is not valid Unicode (a lone surrogate)")
         return self._searcher.search(vector, k, query.check_filter(where), query_text, mode, exact)
 
     # -- resident copy
