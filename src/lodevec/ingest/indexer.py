@@ -90,6 +90,28 @@ def record_chunks(records: Iterable[dict], source: str = "<records>",
     return chunks
 
 
+#: characters tokenized at once when chunking a file (a chunk never spans two windows)
+WINDOW_CHARS = 1 << 16
+
+
+def text_windows(text: str, size: int) -> list[tuple[int, int]]:
+    """``(start, end)`` spans of at most ``size`` characters covering ``text``, each cut
+    after the last paragraph break, else line break, else blank in its second half (a
+    hard cut only in a text without any)."""
+    spans, a, n = [], 0, len(text)
+    while n - a > size:
+        b = a + size
+        for sep in ("\n\n", "\n", " "):
+            cut = text.rfind(sep, a + size // 2, b)
+            if cut != -1:
+                b = cut + len(sep)
+                break
+        spans.append((a, b))
+        a = b
+    spans.append((a, n))
+    return spans
+
+
 # ---------------------------------------------------------------------- walking
 class Indexer:
     """Index files or records into a collection through the cached embedder.
@@ -151,7 +173,7 @@ class Indexer:
                     self.summary.chunks_removed += self.collection.delete_sources([source])
                 self._tick()
                 continue
-            pieces = chunk_text(text, self.embedder.token_spans(text), self.chunk_tokens, self.overlap)
+            pieces = self._pieces(text)
             chunks = [Chunk(f"{source}#{i}", t, source, i, {"path": source}, content_hash(t))
                       for i, t in enumerate(pieces)]
             self._add_source(source, chunks)
@@ -182,6 +204,18 @@ class Indexer:
         return self.summary
 
     # -- internals
+    def _pieces(self, text: str) -> list[str]:
+        """The chunks of one file's text, tokenized a window at a time: the tokenizer's
+        record of a whole large file (ids, strings and spans per piece) would take many
+        times the file's size."""
+        if len(text) <= WINDOW_CHARS:
+            return chunk_text(text, self.embedder.token_spans(text), self.chunk_tokens, self.overlap)
+        out: list[str] = []
+        for a, b in text_windows(text, WINDOW_CHARS):
+            part = text[a:b]
+            out += chunk_text(part, self.embedder.token_spans(part), self.chunk_tokens, self.overlap)
+        return out
+
     def _add_source(self, source: str, chunks: list[Chunk]) -> None:
         stored = self._stored.get(source, {})  # id -> content_hash
         new_ids = {c.id for c in chunks}
