@@ -81,3 +81,13 @@ def test_json_output_never_holds_nan():
     with pytest.raises(errors.LodevecError, match="invalid JSON"):
         _print_json({"embedding": [float("nan")]}, out)
     assert out.getvalue() == ""
+
+
+def test_serve_on_another_models_database_names_the_models(tmp_path, capsys):
+    path = _jsonl(tmp_path, ['{"id": "a", "text": "hello"}'])
+    assert _index(tmp_path, path, capsys)[0] == 0
+    minilm = str(NOMIC.parent / "minilm" / "all-MiniLM-L6-v2.f16.gguf")
+    code, _ = run(["serve", "--db", str(tmp_path / "db"), "--model", minilm,
+                   "--addr", "127.0.0.1:0"])
+    err = capsys.readouterr().err
+    assert code != 0 and "was created with model tiny-nomic" in err and "dimension" not in err, err
