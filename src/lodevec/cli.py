@@ -17,6 +17,7 @@ from . import errors
 from .arch import TASKS
 from .bench.search import CONFIGS
 from .settings import DEFAULT_CACHE_ENTRIES, DEFAULT_COLLECTION, DEFAULT_DEVICE
+from .text.validity import is_blank, surrogate_at
 
 EXIT_OK, EXIT_FAIL, EXIT_INPUT = 0, 1, 2
 
@@ -67,6 +68,9 @@ def _read_records(path: str | None, stdin, require_text: bool = True) -> Iterato
             except json.JSONDecodeError as e:
                 raise errors.RecordError(f"{name}:{lineno}: not valid JSON ({e.msg}); "
                                          'expected {"id": ..., "text": "..."}') from None
+            except RecursionError:
+                raise errors.RecordError(f"{name}:{lineno}: nested too deeply to parse "
+                                         "(arrays or objects inside one another)") from None
             if not isinstance(rec, dict):
                 raise errors.RecordError(f"{name}:{lineno}: expected a JSON object with a \"text\" key")
             if require_text and not isinstance(rec.get("text"), str):
@@ -87,7 +91,12 @@ def _open_encoder(args):
 
 
 def _print_json(obj, out) -> None:
-    out.write(json.dumps(obj, ensure_ascii=False) + "\n")
+    """One JSON line; NaN or infinity (not JSON) is an error, never printed."""
+    try:
+        line = json.dumps(obj, ensure_ascii=False, allow_nan=False)
+    except ValueError as e:
+        raise errors.LodevecError(f"refusing to print invalid JSON: {e}") from None
+    out.write(line + "\n")
 
 
 # ------------------------------------------------------------------------ commands
@@ -97,8 +106,12 @@ def cmd_embed(args, out) -> int:
     records = list(_read_records(args.input, sys.stdin))
     emb = Embedder(_open_encoder(args), cache_size=0 if args.no_cache else DEFAULT_CACHE_ENTRIES)
     for lineno, rec in records:
-        if not rec["text"].strip():
+        if is_blank(rec["text"]):
             raise errors.RecordError(f"{args.input or '<stdin>'}:{lineno}: text is empty")
+        for key in ("text", "id"):
+            if isinstance(rec.get(key), str) and surrogate_at(rec[key]) is not None:
+                raise errors.RecordError(f"{args.input or '<stdin>'}:{lineno}: \"{key}\" is not "
+                                         "valid Unicode (a lone surrogate)")
     chunk = 1024
     for start in range(0, len(records), chunk):
         part = records[start:start + chunk]
@@ -196,12 +209,18 @@ def _progress_bar(args):
 
 def cmd_index(args, out) -> int:
     from .ingest import Indexer
+    from .ingest.indexer import record_chunks
 
     if not args.paths and not args.input:
         raise errors.InputError("give files or folders to index, or --input FILE.jsonl")
     records = None
-    if args.input:
-        records = [rec for _, rec in _read_records(args.input, sys.stdin, require_text=False)]
+    if args.input:  # every record checked before the collection is opened or created
+        name = args.input if args.input != "-" else "<stdin>"
+        lines, recs = [], []
+        for lineno, rec in _read_records(args.input, sys.stdin, require_text=False):
+            lines.append(f"{name}:{lineno}")
+            recs.append(rec)
+        records = record_chunks(recs, source=name, labels=lines)
     session = _open_session(args, create=True)
     coll, emb = session.collection, session.embedder
     update, close = _progress_bar(args)
@@ -209,7 +228,7 @@ def cmd_index(args, out) -> int:
         ix = Indexer(coll, emb, chunk_tokens=args.chunk_tokens, overlap=args.overlap,
                      batch_size=args.batch_size, progress=update, dim=session.dim)
         if records is not None:
-            summary = ix.index_records(records, source=args.input if args.input != "-" else "<stdin>")
+            summary = ix.index_chunks(records)
         if args.paths:
             summary = ix.index_paths(args.paths, prune=not args.no_prune,
                                      follow_symlinks=args.follow_symlinks)

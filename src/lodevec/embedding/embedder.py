@@ -13,6 +13,7 @@ import numpy as np
 from .. import errors
 from ..settings import DEFAULT_CACHE_ENTRIES, DEFAULT_DEVICE
 from ..text.prompts import validate_task
+from ..text.validity import is_blank, surrogate_at
 from .cache import EmbeddingCache, cache_key
 from .encoder import EmbeddingResult, Encoder
 from .tokenized import Tokenized
@@ -129,13 +130,18 @@ class Embedder:
         return out
 
     def _checked(self, texts: str | Sequence[str]) -> list[str]:
-        """The texts as a list, refusing non-strings and (unless allowed) empty texts."""
+        """The texts as a list, refusing non-strings, lone surrogates and (unless allowed)
+        empty texts: blanks and control characters only count as empty."""
         texts = [texts] if isinstance(texts, str) else list(texts)
         for i, t in enumerate(texts):
             if not isinstance(t, str):
                 raise errors.TextError(f"text {i} is {type(t).__name__}; expected str")
-            if not self.allow_empty and not t.strip():
+            if not self.allow_empty and is_blank(t):
                 raise errors.TextError(f"text {i} is empty; there is nothing to embed")
+            at = surrogate_at(t)
+            if at is not None:
+                raise errors.TextError(f"text {i} is not valid Unicode: a lone surrogate at "
+                                       f"character {at}")
         return texts
 
     def prepare(self, texts: str | Sequence[str], task: str | None = None,

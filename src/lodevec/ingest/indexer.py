@@ -23,6 +23,8 @@ from .walk import absolute, read_text, walk_files
 #: chunk problems keep the store's words
 RECORDS_VOICE = Voice(not_object="{w}: expected a JSON object",
                       bad_id='{w}: "id" is missing; expected a string or integer',
+                      wrong_id='{w}: "id" is a {type}, not a string or integer',
+                      bad_unicode='{w}: "{e}" is not valid Unicode (a lone surrogate)',
                       bad_text='{w} (id {rid}): "text" is missing or empty',
                       bad_metadata='{w} (id {rid}): "metadata" must be an object',
                       bad_metadata_value="{w} (id {rid}): metadata is not JSON: {e}")
@@ -58,6 +60,56 @@ class Chunk:
     chunk: int
     metadata: dict
     content_hash: str
+
+
+def record_chunks(records: Iterable[dict], source: str = "<records>",
+                  labels: Iterable[str] | None = None) -> list[Chunk]:
+    """Every record checked by the store's validator (``RECORDS_VOICE``) and ids unique,
+    before anything is written: one row each.
+
+    Args:
+        records: ``{"id", "text", "metadata"?}`` dicts.
+        source: the file they came from (the default ``source`` of a record).
+        labels: how messages name each record (e.g. ``notes.jsonl:12``, its line);
+            default ``source: record N``.
+
+    Raises:
+        RecordError: the first bad record, or an id given twice.
+    """
+    chunks = []
+    names = iter(labels) if labels is not None else None
+    for n, rec in enumerate(records, 1):
+        label = next(names) if names is not None else f"{source}: record {n}"
+        r = validate_record(rec, label=label, voice=RECORDS_VOICE, default_source=source)
+        chunks.append(Chunk(r["id"], r["text"], r["source"], 0, r["metadata"], r["content_hash"]))
+    seen: set[str] = set()
+    for c in chunks:
+        if c.id in seen:
+            raise errors.RecordError(f"{source}: id {c.id!r} appears more than once")
+        seen.add(c.id)
+    return chunks
+
+
+#: characters tokenized at once when chunking a file (a chunk never spans two windows)
+WINDOW_CHARS = 1 << 16
+
+
+def text_windows(text: str, size: int) -> list[tuple[int, int]]:
+    """``(start, end)`` spans of at most ``size`` characters covering ``text``, each cut
+    after the last paragraph break, else line break, else blank in its second half (a
+    hard cut only in a text without any)."""
+    spans, a, n = [], 0, len(text)
+    while n - a > size:
+        b = a + size
+        for sep in ("\n\n", "\n", " "):
+            cut = text.rfind(sep, a + size // 2, b)
+            if cut != -1:
+                b = cut + len(sep)
+                break
+        spans.append((a, b))
+        a = b
+    spans.append((a, n))
+    return spans
 
 
 # ---------------------------------------------------------------------- walking
@@ -121,7 +173,7 @@ class Indexer:
                     self.summary.chunks_removed += self.collection.delete_sources([source])
                 self._tick()
                 continue
-            pieces = chunk_text(text, self.embedder.token_spans(text), self.chunk_tokens, self.overlap)
+            pieces = self._pieces(text)
             chunks = [Chunk(f"{source}#{i}", t, source, i, {"path": source}, content_hash(t))
                       for i, t in enumerate(pieces)]
             self._add_source(source, chunks)
@@ -136,27 +188,34 @@ class Indexer:
         return self.summary
 
     # -- records
-    def index_records(self, records: Iterable[dict], source: str = "<records>") -> IndexSummary:
+    def index_records(self, records: Iterable[dict], source: str = "<records>",
+                      labels: Iterable[str] | None = None) -> IndexSummary:
         """Index ``{"id", "text", "metadata"?}`` records, one row each (all records are
-        validated before anything is written)."""
+        validated before anything is written; see ``record_chunks``)."""
+        return self.index_chunks(record_chunks(records, source, labels))
+
+    def index_chunks(self, chunks: list[Chunk]) -> IndexSummary:
+        """Index chunks already checked by ``record_chunks``."""
         t0 = time.perf_counter()
-        chunks = []
-        for n, rec in enumerate(records, 1):
-            r = validate_record(rec, label=f"{source}: record {n}", voice=RECORDS_VOICE,
-                                default_source=source)
-            chunks.append(Chunk(r["id"], r["text"], r["source"], 0, r["metadata"], r["content_hash"]))
         ids = [c.id for c in chunks]
-        seen: set[str] = set()
-        for i in ids:
-            if i in seen:
-                raise errors.RecordError(f"{source}: id {i!r} appears more than once")
-            seen.add(i)
         self._queue_changed(chunks, self.collection.hashes_for_ids(ids) if chunks else {})
         self.flush()
         self.summary.seconds = time.perf_counter() - t0
         return self.summary
 
     # -- internals
+    def _pieces(self, text: str) -> list[str]:
+        """The chunks of one file's text, tokenized a window at a time: the tokenizer's
+        record of a whole large file (ids, strings and spans per piece) would take many
+        times the file's size."""
+        if len(text) <= WINDOW_CHARS:
+            return chunk_text(text, self.embedder.token_spans(text), self.chunk_tokens, self.overlap)
+        out: list[str] = []
+        for a, b in text_windows(text, WINDOW_CHARS):
+            part = text[a:b]
+            out += chunk_text(part, self.embedder.token_spans(part), self.chunk_tokens, self.overlap)
+        return out
+
     def _add_source(self, source: str, chunks: list[Chunk]) -> None:
         stored = self._stored.get(source, {})  # id -> content_hash
         new_ids = {c.id for c in chunks}

@@ -31,6 +31,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from starlette.applications import Starlette
+from starlette.convertors import PathConvertor, register_url_convertor
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -47,6 +48,16 @@ from .service import Service, arriving
 
 __all__ = ["ROUTES", "create_app"]
 
+
+class AnyPath(PathConvertor):
+    """``{name:path}`` that also matches newlines (a document id may hold any character;
+    the client percent-encodes it, uvicorn decodes it)."""
+
+    regex = "[\\s\\S]*"
+
+
+register_url_convertor("anypath", AnyPath())
+
 Handler = Callable[[Service, Request], Awaitable[Response]]
 
 #: the routes by the key they need (``security``: none, a read key, a full key), each
@@ -62,13 +73,13 @@ ROUTES: dict[str, tuple[tuple[str, str, Handler, bool], ...]] = {
         ("/embed", "POST", handlers.embed, True),  # TEI
         ("/tokenize", "POST", handlers.tokenize, False),  # TEI
         ("/search", "POST", handlers.search, True),
-        ("/documents/{doc_id:path}", "GET", handlers.get_document, False),
+        ("/documents/{doc_id:anypath}", "GET", handlers.get_document, False),
         ("/info", "GET", handlers.info, False),
         ("/metrics", "GET", handlers.metrics_page, False),
     ),
     WRITE: (
         ("/documents", "POST", handlers.upsert_documents, True),
-        ("/documents/{doc_id:path}", "DELETE", handlers.delete_document, False),
+        ("/documents/{doc_id:anypath}", "DELETE", handlers.delete_document, False),
     ),
 }
 

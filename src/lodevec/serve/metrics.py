@@ -15,6 +15,9 @@ from .. import __version__
 
 __all__ = ["HttpMetrics", "Histogram", "render"]
 
+#: the methods counted by name; any other is counted as "other" (a client can invent
+#: methods without end, and every label value is a new series)
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
@@ -56,7 +59,9 @@ class HttpMetrics:
         self.texts = 0
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.requests[(route, method, status)] += 1
+        """Count a request; ``route`` must come from a closed set (the app's route
+        templates or "other"), ``method`` is folded into ``METHODS`` or "other"."""
+        self.requests[(route, method if method in METHODS else "other", status)] += 1
         hist = self.latency.get(route)
         if hist is None:
             hist = self.latency[route] = Histogram(LATENCY_BUCKETS)

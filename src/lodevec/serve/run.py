@@ -16,6 +16,13 @@ from .. import errors, settings
 from ..embedding.embedder import Embedder
 from ..settings import DEFAULT_ADDR, DEFAULT_CACHE_ENTRIES, DEFAULT_COLLECTION
 from .app import create_app
+from .connections import (
+    connection_cap,
+    drop_stalled,
+    guarded_protocol,
+    quiet_accept_errors,
+    widen_listen_queue,
+)
 from .limits import Limits
 from .security import Security, read_key_file
 
@@ -40,13 +47,31 @@ def parse_addr(addr: str) -> tuple[str, int]:
 
 def _make_server(app: Starlette, config):
     """A ``uvicorn.Server`` that marks the app as stopping on SIGINT/SIGTERM, so requests
-    arriving on kept-alive connections get 503 while in-flight ones finish."""
+    arriving on kept-alive connections get 503 while in-flight ones finish; accept errors
+    are reported once per interval, and clients still sending a request when the grace
+    period is about to end are disconnected (their handlers end, nothing is cancelled)."""
+    import asyncio
+
     import uvicorn
 
     class Server(uvicorn.Server):
         def handle_exit(self, sig, frame):
             app.state.service.begin_shutdown()
             super().handle_exit(sig, frame)
+
+        async def startup(self, sockets=None):
+            quiet_accept_errors(asyncio.get_running_loop())
+            await super().startup(sockets)
+            widen_listen_queue(self.servers)
+
+        async def shutdown(self, sockets=None):
+            grace = self.config.timeout_graceful_shutdown or 0.0
+            handle = asyncio.get_running_loop().call_later(
+                max(0.0, grace - min(1.0, grace / 2)), drop_stalled, self.server_state.connections)
+            try:
+                await super().shutdown(sockets)
+            finally:
+                handle.cancel()
 
     return Server(config)
 
@@ -55,9 +80,14 @@ def _config(app: Starlette, host: str, port: int, log_level: str, access_log: bo
             graceful_timeout: float):
     import uvicorn
 
+    lim = app.state.service.limits
+    cap, batch = connection_cap(lim.max_connections)
+    protocol = guarded_protocol(max_connections=cap, header_timeout=lim.header_timeout,
+                                body_timeout=lim.body_timeout)
     return uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=access_log,
                           lifespan="on", timeout_graceful_shutdown=graceful_timeout,
-                          timeout_keep_alive=5, server_header=False)
+                          timeout_keep_alive=lim.keep_alive, server_header=False, http=protocol,
+                          backlog=batch)
 
 
 def serve(embedder: Embedder, db_uri: str | None, host: str = "127.0.0.1", port: int = 8080, *,
@@ -227,6 +257,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="refuse over-long texts (413) unless a request sends truncate=true")
     p.add_argument("--graceful-timeout", type=float, default=30.0,
                    help="seconds in-flight requests get on shutdown")
+    p.add_argument("--max-connections", type=int, default=d.max_connections,
+                   help="open connections (kept below the file limit); beyond it the one idle "
+                        "the longest is closed, or the new one gets 503")
+    p.add_argument("--header-timeout", type=float, default=d.header_timeout,
+                   help="seconds a client has to send a request's headers (408 after)")
+    p.add_argument("--body-timeout", type=float, default=d.body_timeout,
+                   help="seconds a request body may go without a byte before the connection closes")
+    p.add_argument("--keep-alive", type=float, default=d.keep_alive,
+                   help="seconds an idle kept-alive connection stays open")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     p.add_argument("--access-log", action="store_true", help="log every request")
     g = p.add_argument_group("access", "API keys (sent as 'Authorization: Bearer KEY'), CORS, binding")
@@ -253,7 +292,9 @@ def limits_from_args(args: argparse.Namespace) -> Limits:
     """``Limits`` from the options of ``add_arguments``."""
     return Limits(max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,
                   max_inputs=args.max_inputs, max_body_bytes=int(args.max_body_mb * 2**20),
-                  max_queue=args.max_queue, truncate=False if args.no_truncate else None)
+                  max_queue=args.max_queue, truncate=False if args.no_truncate else None,
+                  max_connections=args.max_connections, header_timeout=args.header_timeout,
+                  body_timeout=args.body_timeout, keep_alive=args.keep_alive)
 
 
 def _keys(args: argparse.Namespace, option: str, default: str | None) -> tuple[str, ...]:

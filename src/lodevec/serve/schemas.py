@@ -394,6 +394,7 @@ DOCUMENT_VOICE = Voice(
     bad_chunk="{w}.chunk must be an integer >= 0",
     bad_metadata="{w}.metadata must be an object, not {type}",
     bad_metadata_value="{w}.metadata is not JSON: {e}",
+    bad_unicode="{w}.{e} is not valid Unicode (a lone surrogate)",
     error=_invalid_document,
 )
 

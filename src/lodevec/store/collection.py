@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from .. import errors
+from ..text.validity import surrogate_at
 from . import query
 from ._lance import VECTOR_COLUMN, ResidentSource, Table
 from .identity import effective_dim
@@ -120,7 +121,7 @@ class Collection:
         Returns:
             Number of rows deleted.
         """
-        return self._writer.delete(ids, where)
+        return self._writer.delete(ids, query.check_filter(where))
 
     def delete_sources(self, sources: Iterable[str]) -> int:
         """Delete every chunk of the given sources (vanished or skipped files); returns rows deleted."""
@@ -129,7 +130,7 @@ class Collection:
     # -- reading
     def count(self, where: str | None = None) -> int:
         """Rows in the collection (matching ``where`` if given)."""
-        return self._t.count(where)
+        return self._t.count(query.check_filter(where))
 
     def get(self, ids: Sequence[str], *, with_embedding: bool = False) -> list[dict]:
         """Records by id, in the order asked (missing ids are left out).
@@ -190,7 +191,9 @@ class Collection:
             DimensionError: the vector has the wrong length.
             QueryError: ``where`` or ``query_text`` cannot be parsed.
         """
-        return self._searcher.search(vector, k, where, query_text, mode, exact)
+        if query_text is not None and surrogate_at(query_text) is not None:
+            raise errors.QueryError("the query text is not valid Unicode (a lone surrogate)")
+        return self._searcher.search(vector, k, query.check_filter(where), query_text, mode, exact)
 
     # -- resident copy
     def load_resident(self, wait: bool = True) -> dict:

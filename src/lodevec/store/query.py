@@ -22,7 +22,8 @@ from ._lance import VECTOR_COLUMN, Table
 from .indexes import FTS_INDEX, Indexes, apply_knobs
 from .records import parse_metadata
 
-__all__ = ["SearchResult", "RRF_K", "MODES", "Searcher", "rrf_fuse", "sql_str", "in_filter"]
+__all__ = ["SearchResult", "RRF_K", "MODES", "Searcher", "check_filter", "rrf_fuse", "sql_str",
+           "in_filter"]
 
 RESULT_COLUMNS = ["id", "text", "source", "chunk", "metadata"]
 #: reciprocal rank fusion constant (Cormack et al. 2009)
@@ -30,6 +31,35 @@ RRF_K = 60
 MODES = ("vector", "fts", "hybrid")
 #: ids per ``IN (...)`` filter (long SQL lists parse slowly)
 IN_CHUNK = 1000
+
+
+def check_filter(where: str | None) -> str | None:
+    """``where`` if it is one SQL expression: a statement separator (``;``) or a comment
+    (``--``, ``/*``) outside a string literal or quoted name is refused, since the
+    engine would otherwise ignore whatever follows it.
+
+    Raises:
+        QueryError: naming the filter and what was found.
+    """
+    if where is None or not any(c in where for c in ";-/"):
+        return where
+    quote, i, n = "", 0, len(where)
+    while i < n:
+        c = where[i]
+        if quote:
+            if c == quote:
+                if where[i + 1:i + 2] == quote:  # '' inside '...' is a quote
+                    i += 1
+                else:
+                    quote = ""
+        elif c in "'\"`":
+            quote = c
+        elif c == ";" or where.startswith(("--", "/*"), i):
+            what = "a statement separator ';'" if c == ";" else f"a comment {where[i:i + 2]!r}"
+            raise errors.QueryError(f"the filter {where!r} has {what} outside a string literal; "
+                                    "give one SQL expression (quote the text in '...')")
+        i += 1
+    return where
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import errors
+from ..text.validity import is_blank
 from ._lance import VECTOR_COLUMN
 from .identity import schema_metadata
 from .validation import INT32_MAX, _fields, content_hash, metadata_json, validate_record
@@ -124,10 +125,11 @@ def _from_dicts(records: list, embeddings: np.ndarray | None, dim: int, name: st
         return ids, texts, sources, chunks, metas, hashes, mat
     vecs = [r.get("embedding") for r in records]
     try:  # one C-level pass when every vector is well-formed
-        if n and all(type(v) is np.ndarray for v in vecs):
-            mat = np.stack(vecs).astype(np.float32, copy=False)  # much faster than asarray
-        else:
-            mat = np.asarray(vecs, dtype=np.float32) if n else np.zeros((0, dim), np.float32)
+        with np.errstate(over="ignore"):  # too large for float32: inf, refused in _assemble
+            if n and all(type(v) is np.ndarray for v in vecs):
+                mat = np.stack(vecs).astype(np.float32, copy=False)  # much faster than asarray
+            else:
+                mat = np.asarray(vecs, dtype=np.float32) if n else np.zeros((0, dim), np.float32)
     except (ValueError, TypeError):
         mat = None
     if mat is None or mat.shape != (n, dim):
@@ -172,7 +174,7 @@ def _from_arrow(t: pa.Table, dim: int, name: str) -> tuple:
             raise errors.RecordError(f"row {i}: 'id' is missing or empty")
     texts = t["text"].to_pylist()
     for i, text in enumerate(texts):
-        if not isinstance(text, str) or not text.strip():
+        if not isinstance(text, str) or is_blank(text):
             raise errors.RecordError(f"row {i} (id {ids[i]!r}): 'text' is missing or empty")
     sources = [s or "" for s in t["source"].to_pylist()] if "source" in names else [""] * n
     if "chunk" in names:
@@ -218,15 +220,17 @@ def _arrow_vectors(t: pa.Table, ids: list[str], dim: int, name: str) -> np.ndarr
 
 def _assemble(ids, texts, sources, chunks, metas, hashes, mat: np.ndarray, *,
               schema: pa.Schema) -> pa.Table:
-    mat = np.ascontiguousarray(mat, dtype=np.float32)
+    with np.errstate(over="ignore"):
+        mat = np.ascontiguousarray(mat, dtype=np.float32)
     # one pass: a NaN/inf anywhere in a row makes its squared norm NaN/inf
     norms = np.einsum("ij,ij->i", mat, mat)
     if not np.isfinite(norms).all():
-        rows = np.flatnonzero(~np.isfinite(norms))
-        bad = rows[~np.isfinite(mat[rows]).all(axis=1)]
-        if bad.size:
-            i = int(bad[0])
+        i = int(np.flatnonzero(~np.isfinite(norms))[0])
+        if not np.isfinite(mat[i]).all():
             raise errors.RecordError(f"record {i} (id {ids[i]!r}): embedding contains NaN or inf")
+        # finite, but too large to square in float32: every cosine with it would be NaN
+        raise errors.RecordError(f"record {i} (id {ids[i]!r}): embedding is too large "
+                                 "(its norm overflows float32); normalise it")
     if (norms == 0).any():
         i = int(np.flatnonzero(norms == 0)[0])
         raise errors.RecordError(

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from .. import errors
+from ..text.validity import is_blank, surrogate_at
 
 INT32_MAX = 2**31 - 1
 
@@ -65,6 +66,10 @@ class Voice:
     bad_text: str = "{w} (id {rid!r}): 'text' is missing or empty"
     bad_source: str = "{w} (id {rid!r}): 'source' must be a string"
     bad_chunk: str = "{w} (id {rid!r}): 'chunk' must be an int in [0, 2^31)"
+    #: a lone surrogate (``e``: the field), which UTF-8 and so the store cannot hold
+    bad_unicode: str = "{w}: '{e}' is not valid Unicode (a lone surrogate)"
+    #: an id that is there but neither a string nor an integer; None: ``bad_id``
+    wrong_id: str | None = None
     #: metadata that is not an object; None: also accept a JSON object string (the store)
     bad_metadata: str | None = None
     #: metadata that is an object but not JSON-serialisable; None: ``metadata_json``'s words
@@ -91,11 +96,13 @@ def _fields(r: Any, i: int, label: str | None, voice: Voice = STORE,
     if type(rid) is not str or not rid or rid.isspace():
         if isinstance(rid, bool) or not isinstance(rid, (str, int, np.integer)) \
                 or not str(rid).strip():
-            raise _fail(voice, voice.bad_id, label or f"record {i}")
+            wrong = rid is not None and not isinstance(rid, str) and voice.wrong_id is not None
+            raise _fail(voice, voice.wrong_id if wrong else voice.bad_id, label or f"record {i}",
+                        value=rid)
         rid = str(rid)
     text = r.get("text")
-    if type(text) is not str or not text or text.isspace():
-        if not isinstance(text, str) or not text.strip():
+    if type(text) is not str or is_blank(text):
+        if not isinstance(text, str) or is_blank(text):
             raise _fail(voice, voice.bad_text, label or f"record {i}", rid)
     source = r.get("source")
     if type(source) is not str or not source:
@@ -131,6 +138,9 @@ def _fields(r: Any, i: int, label: str | None, voice: Voice = STORE,
             raise errors.RecordError(
                 f"{label or f'record {i}'} (id {rid!r}): 'content_hash' must be a string")
         ch = ch or content_hash(text)
+    for name, value in (("id", rid), ("text", text), ("source", source), ("metadata", meta)):
+        if surrogate_at(value) is not None:
+            raise _fail(voice, voice.bad_unicode, label or f"record {i}", rid, e=name)
     return rid, text, source, chunk, meta, ch
 
 
