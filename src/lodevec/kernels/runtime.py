@@ -1,26 +1,57 @@
-"""Run-time state of the kernels: thread count, OpenMP, the matmul arithmetic, what was
-compiled in.  The process default comes from ``settings`` (``LODEVEC_NUM_THREADS``,
-``LODEVEC_MATMUL``); every kernel also takes ``threads=`` per call, which is how a
-backend uses its own count without changing the process's.
+"""Run-time state of the kernels: the ISA level, thread count, OpenMP, the matmul
+arithmetic, what was compiled in.  The process defaults come from ``settings``
+(``LODEVEC_ISA``, ``LODEVEC_NUM_THREADS``, ``LODEVEC_MATMUL``); every kernel also takes
+``threads=`` per call, which is how a backend uses its own count without changing the
+process's.
+
+The level is chosen once, when this module is imported (:mod:`.isa`), and
+:data:`compiled` holds its modules; the wrappers in ``quant`` / ``nn`` / ``vscan`` look
+them up there at each call.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 
 from .. import settings
-from .._kernels import matmul as _mm
-from .._kernels import qmatmul as _qmm
-from .._kernels import quant as _quant
+from . import isa
+
+#: the compiled modules of the level in use (raises UnsupportedISAError for a bad LODEVEC_ISA)
+compiled: isa.Compiled = isa.load(isa.choose(settings.isa()))
+
+
+def modules(level: str | None = None) -> isa.Compiled:
+    """The compiled modules of ``level`` (default: the one in use).
+
+    Raises:
+        UnsupportedISAError: ``level`` is unknown, not built, or beyond this CPU.
+    """
+    return compiled if level is None else isa.load(level)
+
+
+@contextmanager
+def using(level: str) -> Iterator[isa.Compiled]:
+    """Run the kernels at ``level`` inside the block (tests: every level in one process).
+
+    Not thread-safe: it swaps the process's modules, so only tests use it.
+    """
+    global compiled
+    before, compiled = compiled, isa.load(level)
+    try:
+        yield compiled
+    finally:
+        compiled = before
 
 
 def _default_threads() -> int:
     n = settings.num_threads()
     if n is not None:
-        return n if _quant.openmp_enabled() else 1
-    return max(1, int(_quant.omp_max_threads()))
+        return n if compiled.quant.openmp_enabled() else 1
+    return max(1, int(compiled.quant.omp_max_threads()))
 
 
 _lock = threading.Lock()
@@ -34,7 +65,7 @@ def openmp_enabled() -> bool:
     Returns:
         True when built with OpenMP (``LODEVEC_NO_OPENMP`` unset on Linux).
     """
-    return bool(_quant.openmp_enabled())
+    return bool(compiled.quant.openmp_enabled())
 
 
 def set_num_threads(n: int) -> None:
@@ -68,14 +99,18 @@ def get_num_threads() -> int:
 
 
 def kernel_info() -> dict[str, object]:
-    """What was compiled in: ISA of the micro-kernels and their tile sizes.
+    """The kernels in use: ISA level, what else runs here, micro-kernels, threads.
 
     Returns:
-        ``{"isa": "avx512" | "avx2" | "scalar", "dot_tile": (MR, NR),
-        "panel_tile": (NX, MW), "openmp": bool, "threads": int}``.
+        ``{"isa": level in use ("baseline" | "avx2" | "avx512" | "native"),
+        "levels": levels built and supported here (lowest first), "simd": ISA of the
+        float micro-kernels ("avx512" | "avx2" | "scalar"), "int8": whether the
+        int8-activation matmul is in, "dot_tile": (MR, NR), "panel_tile": (NX, MW),
+        "openmp": bool, "threads": int}``.
     """
-    isa, mr, nr, nx, mw = _mm.micro_kernel()
-    return {"isa": isa, "dot_tile": (mr, nr), "panel_tile": (nx, mw),
+    simd, mr, nr, nx, mw = compiled.matmul.micro_kernel()
+    return {"isa": compiled.level, "levels": list(isa.supported_levels()), "simd": simd,
+            "int8": compiled.int8, "dot_tile": (mr, nr), "panel_tile": (nx, mw),
             "openmp": openmp_enabled(), "threads": get_num_threads()}
 
 
@@ -101,8 +136,11 @@ def check_threads(threads: int | None) -> int | None:
 
 #: None until first asked (``LODEVEC_MATMUL`` is read then)
 _matmul_mode: str | None = None
-#: whether the int8-activation kernels were compiled for this CPU (VNNI)
-int8_available = bool(_qmm.available())
+
+
+def int8_available() -> bool:
+    """Whether the level in use has the int8-activation matmul."""
+    return compiled.int8
 
 
 def set_matmul_mode(mode: str) -> None:
