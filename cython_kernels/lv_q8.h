@@ -1,4 +1,5 @@
-/* int8-activation matmul for small n (the llama.cpp scheme), AVX-512 VNNI.
+/* int8-activation matmul for small n (the llama.cpp scheme), AVX-512 VNNI
+ * (AVX2 without VNNI: lv_q8_avx2.h, the same blocks and layout).
  *
  * x (n, K) is quantized per row into Q8_K-style blocks of 256 values: int8 q[256]
  * (round(x * 127 / amax)), the sums of each 16 values (int16 bsums[16]) and one f32
@@ -24,6 +25,9 @@
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__) && defined(__AVX512VL__)
 #define LV_Q8 1
+#include <immintrin.h>
+#elif defined(__AVX2__) && defined(__FMA__)
+#define LV_Q8 2            /* lv_q8_avx2.h: VPMADDUBSW + VPMADDWD instead of VPDPBUSD */
 #include <immintrin.h>
 #else
 #define LV_Q8 0
@@ -59,7 +63,7 @@ static inline int lv_q8_available(void) { return LV_Q8; }
 static inline size_t lv_q8x_size(void) { return sizeof(lv_q8x); }
 static inline size_t lv_q8w_size(void) { return sizeof(lv_q8w); }
 
-#if LV_Q8
+#if LV_Q8 == 1
 /* Quantize one row of K (multiple of 256) floats into K / 256 blocks. */
 static inline void lv_q8_quant_row(const float *x, Py_ssize_t K, lv_q8x *out) {
     for (Py_ssize_t b = 0; b < K / 256; b++) {
@@ -219,6 +223,12 @@ lv_q8_rows(const lv_q8w *u, Py_ssize_t nb, const lv_q8x *x, Py_ssize_t ldx, cons
     for (int r = 0; r < R; r++) out[r * ldo] = _mm512_reduce_add_ps(acc[r]) + bias;
 }
 
+#endif
+#if LV_Q8 == 2
+#include "lv_q8_avx2.h"
+#endif
+
+#if LV_Q8
 /* One weight row against all n quantized x rows (nb blocks each). */
 static inline void lv_q8_dot_rows(const lv_q8w *u, Py_ssize_t nb, const lv_q8x *x,
                                   Py_ssize_t n, int qtype, float *out, Py_ssize_t ldo, float bias) {
