@@ -9,42 +9,32 @@
  * the unpacked row; each dot takes |w| and moves the sign onto the activation
  * (VPSIGNB), which needs no mask registers.  Included by lv_q8.h only. */
 
-static inline void lv_q8_quant_row(const float *x, Py_ssize_t K, lv_q8x *out) {
+/* |x|max of one block of 256. */
+static inline float lv_q8_amax(const float *xb) {
     const __m256 sign = _mm256_set1_ps(-0.0f);
-    for (Py_ssize_t b = 0; b < K / 256; b++) {
-        const float *xb = x + b * 256;
-        lv_q8x *o = out + b;
-        __m256 vmax = _mm256_setzero_ps();
-        for (int i = 0; i < 256; i += 8)
-            vmax = _mm256_max_ps(vmax, _mm256_andnot_ps(sign, _mm256_loadu_ps(xb + i)));
-        float mx[8];
-        _mm256_storeu_ps(mx, vmax);
-        float amax = 0.0f;
-        for (int i = 0; i < 8; i++) amax = mx[i] > amax ? mx[i] : amax;
-        if (!(amax > 0.0f)) {      /* zero (or NaN) block */
-            memset(o->q, 0, 256);
-            memset(o->bsf, 0, sizeof o->bsf);
-            o->d = 0.0f;
-            continue;
-        }
-        const __m256 vid = _mm256_set1_ps(127.0f / amax);
-        const float d = amax / 127.0f;
-        for (int g = 0; g < 16; g++) {
-            int32_t qi[16];
-            for (int h = 0; h < 2; h++) {
-                __m256i q = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xb + 16 * g + 8 * h), vid));
-                q = _mm256_max_epi32(_mm256_min_epi32(q, _mm256_set1_epi32(127)), _mm256_set1_epi32(-127));
-                _mm256_storeu_si256((__m256i *)(qi + 8 * h), q);
-            }
-            int32_t s = 0;
-            for (int p = 0; p < 16; p++) {
-                s += qi[p];
-                o->q[64 * (p / 4) + 4 * g + p % 4] = (int8_t)qi[p];
-            }
-            o->bsf[g] = d * (float)s;
-        }
-        o->d = d;
+    __m256 vmax = _mm256_setzero_ps();
+    for (int i = 0; i < 256; i += 8)
+        vmax = _mm256_max_ps(vmax, _mm256_andnot_ps(sign, _mm256_loadu_ps(xb + i)));
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(vmax), _mm256_extractf128_ps(vmax, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    return _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
+}
+
+/* Quantize 16 values (x * id, rounded to nearest even, clamped to +-127) into the
+ * interleaved block (dword c of the group at dst + 64 c); returns their sum. */
+static inline int32_t lv_q8_quant_group(const float *x16, float id, int8_t *dst) {
+    int32_t qi[16];
+    for (int h = 0; h < 2; h++) {
+        __m256i q = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x16 + 8 * h), _mm256_set1_ps(id)));
+        q = _mm256_max_epi32(_mm256_min_epi32(q, _mm256_set1_epi32(127)), _mm256_set1_epi32(-127));
+        _mm256_storeu_si256((__m256i *)(qi + 8 * h), q);
     }
+    int32_t s = 0;
+    for (int p = 0; p < 16; p++) {
+        s += qi[p];
+        dst[64 * (p / 4) + p % 4] = (int8_t)qi[p];
+    }
+    return s;
 }
 
 /* natural order (nat: 256 bytes = 64 dwords, dword 4 g + c = group g, bytes 4c..4c+3)
@@ -63,64 +53,57 @@ static inline void lv_q8_interleave2(const uint8_t *nat, uint8_t *dst) {
     }
 }
 
+/* One super-block of each weight type -> scales in o, quants 0..63 (Q8_0: signed) in
+ * natural order in nat (lv_q8_interleave2 then interleaves them into o->q). */
+static inline void lv_q8_unpack_q4k(const uint8_t *blk, lv_q8w *o, uint8_t *nat) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const float d = lv_load_f16(blk), dmin = lv_load_f16(blk + 2);
+    uint32_t utmp[4];
+    lv_q4k_scale_min(blk, utmp);
+    const uint8_t *sm = (const uint8_t *)utmp;
+    for (int g = 0; g < 16; g++) {     /* each sub-block of 32 is two groups of 16 */
+        o->scl[g] = d * (float)sm[g / 2];
+        o->mnf[g] = dmin * (float)sm[8 + g / 2];
+    }
+    for (int c = 0; c < 4; c++) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(blk + 16 + 32 * c));
+        _mm256_store_si256((__m256i *)(nat + 64 * c), _mm256_and_si256(v, m4));
+        _mm256_store_si256((__m256i *)(nat + 64 * c + 32), _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
+    }
+}
+
+static inline void lv_q8_unpack_q6k(const uint8_t *blk, lv_q8w *o, uint8_t *nat) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3);
+    const int8_t *sc = (const int8_t *)(blk + 192);
+    const float d = lv_load_f16(blk + 208);
+    for (int part = 0; part < 8; part++)
+        _mm256_store_si256((__m256i *)(nat + 32 * part),
+                           lv_q6k_part(blk, blk + 128, part / 4, part % 4, m4, m2));
+    for (int g = 0; g < 16; g++) {
+        o->scl[g] = d * (float)sc[g];
+        o->mnf[g] = 32.0f * d * (float)sc[g];
+    }
+}
+
+static inline void lv_q8_unpack_q80(const uint8_t *blk, lv_q8w *o, uint8_t *nat) {
+    for (int j = 0; j < 8; j++) {      /* 8 blocks of 34 bytes: f16 scale, 32 int8 */
+        o->scl[2 * j] = o->scl[2 * j + 1] = lv_load_f16(blk + 34 * j);
+        memcpy(nat + 32 * j, blk + 34 * j + 2, 32);
+    }
+    memset(o->mnf, 0, sizeof o->mnf);
+}
+
 /* Unpack one weight row (nb super-blocks of 256 elements) of type qtype. */
 static inline int lv_q8_unpack_row(int qtype, const uint8_t *w, Py_ssize_t nb, lv_q8w *u) {
-    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3);
     uint8_t nat[256] __attribute__((aligned(32)));
     for (Py_ssize_t b = 0; b < nb; b++) {
-        lv_q8w *o = u + b;
-        if (qtype == 12) {                      /* Q4_K, 144 bytes */
-            const uint8_t *blk = w + b * 144;
-            const float d = lv_load_f16(blk), dmin = lv_load_f16(blk + 2);
-            uint32_t utmp[4];                   /* as in lv_q8.h (k_scale_min) */
-            memcpy(utmp, blk + 4, 12);
-            utmp[3] = ((utmp[2] >> 4) & 0x0f0f0f0fu) | (((utmp[1] >> 6) & 0x03030303u) << 4);
-            const uint32_t uaux = utmp[1] & 0x3f3f3f3fu;
-            utmp[1] = (utmp[2] & 0x0f0f0f0fu) | (((utmp[0] >> 6) & 0x03030303u) << 4);
-            utmp[2] = uaux;
-            utmp[0] &= 0x3f3f3f3fu;
-            const uint8_t *sm = (const uint8_t *)utmp;
-            for (int g = 0; g < 16; g++) {
-                o->scl[g] = d * (float)sm[g / 2];
-                o->mnf[g] = dmin * (float)sm[8 + g / 2];
-            }
-            for (int c = 0; c < 4; c++) {
-                __m256i v = _mm256_loadu_si256((const __m256i *)(blk + 16 + 32 * c));
-                _mm256_store_si256((__m256i *)(nat + 64 * c), _mm256_and_si256(v, m4));
-                _mm256_store_si256((__m256i *)(nat + 64 * c + 32),
-                                   _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
-            }
-        } else if (qtype == 14) {               /* Q6_K, 210 bytes */
-            const uint8_t *blk = w + b * 210;
-            const uint8_t *ql = blk, *qh = blk + 128;
-            const int8_t *sc = (const int8_t *)(blk + 192);
-            const float d = lv_load_f16(blk + 208);
-            for (int h = 0; h < 2; h++)
-                for (int s2 = 0; s2 < 4; s2++) {
-                    __m256i lo = _mm256_loadu_si256((const __m256i *)(ql + 64 * h + 32 * (s2 & 1)));
-                    __m256i hi = _mm256_loadu_si256((const __m256i *)(qh + 32 * h));
-                    lo = _mm256_and_si256(_mm256_srl_epi16(lo, _mm_cvtsi32_si128(4 * (s2 >> 1))), m4);
-                    hi = _mm256_and_si256(_mm256_srl_epi16(hi, _mm_cvtsi32_si128(2 * s2)), m2);
-                    hi = _mm256_slli_epi16(hi, 4);
-                    _mm256_store_si256((__m256i *)(nat + 128 * h + 32 * s2), _mm256_or_si256(lo, hi));
-                }
-            for (int g = 0; g < 16; g++) {
-                o->scl[g] = d * (float)sc[g];
-                o->mnf[g] = 32.0f * d * (float)sc[g];
-            }
-        } else if (qtype == 8) {                /* Q8_0: 8 blocks of 34 bytes */
-            const uint8_t *blk = w + b * 8 * 34;
-            for (int j = 0; j < 8; j++) {
-                const float d = lv_load_f16(blk + 34 * j);
-                o->scl[2 * j] = d;
-                o->scl[2 * j + 1] = d;
-                memcpy(nat + 32 * j, blk + 34 * j + 2, 32);
-            }
-            memset(o->mnf, 0, sizeof o->mnf);
-        } else {
-            return -1;
+        switch (qtype) {
+        case 12: lv_q8_unpack_q4k(w + b * 144, u + b, nat); break;
+        case 14: lv_q8_unpack_q6k(w + b * 210, u + b, nat); break;
+        case 8: lv_q8_unpack_q80(w + b * 8 * 34, u + b, nat); break;
+        default: return -1;
         }
-        lv_q8_interleave2(nat, o->q);
+        lv_q8_interleave2(nat, u[b].q);
     }
     return 0;
 }

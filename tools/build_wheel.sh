@@ -26,7 +26,7 @@ start=$(date +%s)
     || { cat "$WORK/build.log"; exit 1; }
 grep -iE "warning" "$WORK/build.log" | grep -viE "deprecat|setuptools|license|byte-compiling" | head -20 || true
 RAW=$(ls "$WORK"/raw/lodevec-*.whl)
-"$WORK/venv/bin/auditwheel" repair -w "$WORK/fixed" "$RAW" > "$WORK/repair.log" 2>&1 \
+PATH="$WORK/venv/bin:$PATH" "$WORK/venv/bin/auditwheel" repair -w "$WORK/fixed" "$RAW" > "$WORK/repair.log" 2>&1 \
     || { cat "$WORK/repair.log"; exit 1; }
 WHEEL=$(ls "$WORK"/fixed/lodevec-*.whl)
 "$WORK/venv/bin/auditwheel" show "$WHEEL" | tr '\n' ' ' | sed 's/  */ /g'; echo
