@@ -2,8 +2,8 @@
 
 Every kernel test in this folder already runs at every supported level in-process
 (isa_levels.py).  Here: the choice itself (CPU features can be hidden with
-``LODEVEC_CPU_HIDE``, read at each call), the import-time error for a bad
-``LODEVEC_ISA`` (a subprocess: the level is chosen once per process), and the
+``LODEVEC_CPU_HIDE``, read at each call), the error for a bad ``LODEVEC_ISA`` on
+first use, in the CLI too (subprocesses: the level is chosen once per process), and the
 architecture golden checks and conformance tests at each level other than this
 process's, each in a subprocess with ``LODEVEC_ISA``.
 """
@@ -103,13 +103,26 @@ def test_lodevec_isa_forces_the_level(level):
     ({"LODEVEC_ISA": "avx512", "LODEVEC_CPU_HIDE": "avx512bw"},
      "LODEVEC_ISA='avx512': this CPU (or its OS) lacks avx512bw"),
 ])
-def test_a_bad_lodevec_isa_fails_at_import_never_with_sigill(env, message):
+def test_a_bad_lodevec_isa_fails_on_first_use_never_with_sigill(env, message):
     code = ("from lodevec.errors import LodevecError\n"
-            "try:\n    import lodevec.kernels\n"
+            "import lodevec.kernels as k\n"
+            "try:\n    k.kernel_info()\n"
             "except LodevecError as e:\n    print(type(e).__name__, e)\n    raise SystemExit(3)\n")
     r = _run(code, **env)
     assert r.returncode == 3, (r.returncode, r.stderr)
     assert r.stdout.startswith("UnsupportedISAError ") and message in r.stdout
+
+
+@pytest.mark.skipif(not ON_X86, reason="x86-64 dispatched build only")
+def test_the_cli_reports_a_bad_lodevec_isa_as_an_error_line():
+    model = TESTS / "fixtures" / "nomic-tiny" / "tiny-nomic-v1.5.Q8_0.gguf"
+    r = subprocess.run([sys.executable, "-m", "lodevec", "embed", "-m", str(model),
+                        "--no-cache"], input='{"text": "x"}\n', capture_output=True, text=True,
+                       timeout=120, env={**os.environ, "LODEVEC_ISA": "avx512",
+                                         "LODEVEC_CPU_HIDE": "avx512vnni"})
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.startswith("error: LODEVEC_ISA='avx512': this CPU (or its OS) lacks "
+                               "avx512vnni"), r.stderr
 
 
 OTHER_LEVELS = [lv for lv in SUPPORTED if lv != runtime.compiled.level]

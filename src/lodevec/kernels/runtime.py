@@ -4,9 +4,11 @@ arithmetic, what was compiled in.  The process defaults come from ``settings``
 ``threads=`` per call, which is how a backend uses its own count without changing the
 process's.
 
-The level is chosen once, when this module is imported (:mod:`.isa`), and
-:data:`compiled` holds its modules; the wrappers in ``quant`` / ``nn`` / ``vscan`` look
-them up there at each call.
+The level is chosen once, on first use (:mod:`.isa`), and ``runtime.compiled`` holds
+its modules; the wrappers in ``quant`` / ``nn`` / ``vscan`` look them up there at each
+call.  First use rather than import, so a bad ``LODEVEC_ISA`` is an
+``UnsupportedISAError`` where callers handle lodevec errors (the CLI's ``error:``
+line), not a traceback while modules import one another.
 """
 
 from __future__ import annotations
@@ -20,8 +22,30 @@ import numpy as np
 from .. import settings
 from . import isa
 
-#: the compiled modules of the level in use (raises UnsupportedISAError for a bad LODEVEC_ISA)
-compiled: isa.Compiled = isa.load(isa.choose(settings.isa()))
+_choose_lock = threading.Lock()
+
+
+def current() -> isa.Compiled:
+    """The compiled modules of the level in use, chosen on the first call.
+
+    Raises:
+        UnsupportedISAError: ``LODEVEC_ISA`` is unknown, not built, or beyond this CPU.
+    """
+    mods = globals().get("compiled")
+    if mods is None:
+        with _choose_lock:
+            mods = globals().get("compiled")
+            if mods is None:
+                mods = isa.load(isa.choose(settings.isa()))
+                globals()["compiled"] = mods
+    return mods
+
+
+def __getattr__(name: str) -> object:
+    # ``runtime.compiled`` before the first choice: choose now (then it is a plain global)
+    if name == "compiled":
+        return current()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def modules(level: str | None = None) -> isa.Compiled:
@@ -30,7 +54,7 @@ def modules(level: str | None = None) -> isa.Compiled:
     Raises:
         UnsupportedISAError: ``level`` is unknown, not built, or beyond this CPU.
     """
-    return compiled if level is None else isa.load(level)
+    return current() if level is None else isa.load(level)
 
 
 @contextmanager
@@ -39,19 +63,19 @@ def using(level: str) -> Iterator[isa.Compiled]:
 
     Not thread-safe: it swaps the process's modules, so only tests use it.
     """
-    global compiled
-    before, compiled = compiled, isa.load(level)
+    before = current()
+    globals()["compiled"] = isa.load(level)
     try:
-        yield compiled
+        yield globals()["compiled"]
     finally:
-        compiled = before
+        globals()["compiled"] = before
 
 
 def _default_threads() -> int:
     n = settings.num_threads()
     if n is not None:
-        return n if compiled.quant.openmp_enabled() else 1
-    return max(1, int(compiled.quant.omp_max_threads()))
+        return n if current().quant.openmp_enabled() else 1
+    return max(1, int(current().quant.omp_max_threads()))
 
 
 _lock = threading.Lock()
@@ -65,7 +89,7 @@ def openmp_enabled() -> bool:
     Returns:
         True when built with OpenMP (``LODEVEC_NO_OPENMP`` unset on Linux).
     """
-    return bool(compiled.quant.openmp_enabled())
+    return bool(current().quant.openmp_enabled())
 
 
 def set_num_threads(n: int) -> None:
@@ -108,9 +132,10 @@ def kernel_info() -> dict[str, object]:
         int8-activation matmul is in, "dot_tile": (MR, NR), "panel_tile": (NX, MW),
         "openmp": bool, "threads": int}``.
     """
-    simd, mr, nr, nx, mw = compiled.matmul.micro_kernel()
-    return {"isa": compiled.level, "levels": list(isa.supported_levels()), "simd": simd,
-            "int8": compiled.int8, "dot_tile": (mr, nr), "panel_tile": (nx, mw),
+    mods = current()
+    simd, mr, nr, nx, mw = mods.matmul.micro_kernel()
+    return {"isa": mods.level, "levels": list(isa.supported_levels()), "simd": simd,
+            "int8": mods.int8, "dot_tile": (mr, nr), "panel_tile": (nx, mw),
             "openmp": openmp_enabled(), "threads": get_num_threads()}
 
 
@@ -140,7 +165,7 @@ _matmul_mode: str | None = None
 
 def int8_available() -> bool:
     """Whether the level in use has the int8-activation matmul."""
-    return compiled.int8
+    return current().int8
 
 
 def set_matmul_mode(mode: str) -> None:
