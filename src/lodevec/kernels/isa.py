@@ -10,6 +10,7 @@ instructions, so importing them is what would raise SIGILL.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 from dataclasses import dataclass
@@ -64,8 +65,9 @@ def cpu_features() -> frozenset[str]:
     return _cpu.features() - settings.cpu_hide()
 
 
+@functools.cache
 def built_levels() -> tuple[str, ...]:
-    """Levels whose compiled modules are installed, lowest first."""
+    """Levels whose compiled modules are installed, lowest first (looked up once)."""
     found = []
     for level in (*LEVELS, NATIVE):
         try:
