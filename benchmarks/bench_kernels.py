@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 try:
-    importlib.import_module("lodevec._kernels.matmul")
+    importlib.import_module("lodevec._kernels.cpu")
 except ImportError:  # not installed: use the in-place build (python setup.py build_ext --inplace)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 try:
-    importlib.import_module("lodevec._kernels.matmul")
+    importlib.import_module("lodevec._kernels.cpu")
 except ImportError:  # not installed: use the in-place build
     sys.path.insert(0, str(ROOT / "src"))
 

@@ -1,4 +1,5 @@
-/* int8-activation matmul for small n (the llama.cpp scheme), AVX-512 VNNI.
+/* int8-activation matmul for small n (the llama.cpp scheme), AVX-512 VNNI
+ * (AVX2 without VNNI: lv_q8_avx2.h, the same blocks and layout).
  *
  * x (n, K) is quantized per row into Q8_K-style blocks of 256 values: int8 q[256]
  * (round(x * 127 / amax)), the sums of each 16 values (int16 bsums[16]) and one f32
@@ -24,6 +25,9 @@
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__) && defined(__AVX512VL__)
 #define LV_Q8 1
+#include <immintrin.h>
+#elif defined(__AVX2__) && defined(__FMA__)
+#define LV_Q8 2            /* lv_q8_avx2.h: VPMADDUBSW + VPMADDWD instead of VPDPBUSD */
 #include <immintrin.h>
 #else
 #define LV_Q8 0
@@ -60,35 +64,53 @@ static inline size_t lv_q8x_size(void) { return sizeof(lv_q8x); }
 static inline size_t lv_q8w_size(void) { return sizeof(lv_q8w); }
 
 #if LV_Q8
-/* Quantize one row of K (multiple of 256) floats into K / 256 blocks. */
-static inline void lv_q8_quant_row(const float *x, Py_ssize_t K, lv_q8x *out) {
-    for (Py_ssize_t b = 0; b < K / 256; b++) {
-        const float *xb = x + b * 256;
-        lv_q8x *o = out + b;
-        __m512 vmax = _mm512_setzero_ps();
-        for (int i = 0; i < 256; i += 16)
-            vmax = _mm512_max_ps(vmax, _mm512_abs_ps(_mm512_loadu_ps(xb + i)));
-        float amax = _mm512_reduce_max_ps(vmax);
-        if (!(amax > 0.0f)) {      /* zero (or NaN) block */
-            memset(o->q, 0, 256);
-            memset(o->bsf, 0, sizeof o->bsf);
-            o->d = 0.0f;
-            continue;
-        }
-        const __m512 vid = _mm512_set1_ps(127.0f / amax);
-        const float d = amax / 127.0f;
-        for (int g = 0; g < 16; g++) {
-            __m512 v = _mm512_mul_ps(_mm512_loadu_ps(xb + 16 * g), vid);
-            __m512i qi = _mm512_cvtps_epi32(v);  /* round to nearest even */
-            qi = _mm512_max_epi32(_mm512_min_epi32(qi, _mm512_set1_epi32(127)),
-                                  _mm512_set1_epi32(-127));
-            o->bsf[g] = d * (float)_mm512_reduce_add_epi32(qi);
-            uint32_t t[4];
-            _mm_storeu_si128((__m128i *)t, _mm512_cvtsepi32_epi8(qi));
-            for (int c = 0; c < 4; c++) memcpy(o->q + 64 * c + 4 * g, t + c, 4);
-        }
-        o->d = d;
-    }
+/* Helpers shared by the AVX-512 and AVX2 versions. */
+static inline void lv_q8_zero_block(lv_q8x *o) {
+    memset(o->q, 0, 256);
+    memset(o->bsf, 0, sizeof o->bsf);
+    o->d = 0.0f;
+}
+
+/* Q4_K's 12 scale bytes (block + 4) -> 8 scales (utmp bytes 0..7) and 8 mins (8..15),
+ * bytewise, as k_scale_min (the bit trick of llama.cpp's ggml-cpu). */
+static inline void lv_q4k_scale_min(const uint8_t *blk, uint32_t utmp[4]) {
+    memcpy(utmp, blk + 4, 12);
+    utmp[3] = ((utmp[2] >> 4) & 0x0f0f0f0fu) | (((utmp[1] >> 6) & 0x03030303u) << 4);
+    const uint32_t uaux = utmp[1] & 0x3f3f3f3fu;
+    utmp[1] = (utmp[2] & 0x0f0f0f0fu) | (((utmp[0] >> 6) & 0x03030303u) << 4);
+    utmp[2] = uaux;
+    utmp[0] &= 0x3f3f3f3fu;
+}
+
+/* Q6_K quants 0..63 of elements 128 h + 32 s2 .. + 31 (ql: 128 bytes, qh: 64). */
+static inline __m256i lv_q6k_part(const uint8_t *ql, const uint8_t *qh, int h, int s2,
+                                  __m256i m4, __m256i m2) {
+    __m256i lo = _mm256_loadu_si256((const __m256i *)(ql + 64 * h + 32 * (s2 & 1)));
+    __m256i hi = _mm256_loadu_si256((const __m256i *)(qh + 32 * h));
+    lo = _mm256_and_si256(_mm256_srl_epi16(lo, _mm_cvtsi32_si128(4 * (s2 >> 1))), m4);
+    hi = _mm256_and_si256(_mm256_srl_epi16(hi, _mm_cvtsi32_si128(2 * s2)), m2);
+    return _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4));
+}
+#endif
+
+#if LV_Q8 == 1
+/* |x|max of one block of 256. */
+static inline float lv_q8_amax(const float *xb) {
+    __m512 vmax = _mm512_setzero_ps();
+    for (int i = 0; i < 256; i += 16)
+        vmax = _mm512_max_ps(vmax, _mm512_abs_ps(_mm512_loadu_ps(xb + i)));
+    return _mm512_reduce_max_ps(vmax);
+}
+
+/* Quantize 16 values (x * id, rounded to nearest even, clamped to +-127) into the
+ * interleaved block (dword c of the group at dst + 64 c); returns their sum. */
+static inline int32_t lv_q8_quant_group(const float *x16, float id, int8_t *dst) {
+    __m512i qi = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x16), _mm512_set1_ps(id)));
+    qi = _mm512_max_epi32(_mm512_min_epi32(qi, _mm512_set1_epi32(127)), _mm512_set1_epi32(-127));
+    uint32_t t[4];
+    _mm_storeu_si128((__m128i *)t, _mm512_cvtsepi32_epi8(qi));
+    for (int c = 0; c < 4; c++) memcpy(dst + 64 * c, t + c, 4);
+    return _mm512_reduce_add_epi32(qi);
 }
 
 /* natural order (16 groups x 4 dwords, in 4 registers of 64 bytes) -> interleaved
@@ -119,15 +141,8 @@ static inline int lv_q8_unpack_row(int qtype, const uint8_t *w, Py_ssize_t nb, l
         if (qtype == 12) {                      /* Q4_K, 144 bytes */
             const uint8_t *blk = w + b * 144;
             const float d = lv_load_f16(blk), dmin = lv_load_f16(blk + 2);
-            /* the 12 scale bytes -> 8 scales (utmp[0..1]) and 8 mins (utmp[2..3]),
-             * bytewise, as k_scale_min (the bit trick of llama.cpp's ggml-cpu) */
             uint32_t utmp[4];
-            memcpy(utmp, blk + 4, 12);
-            utmp[3] = ((utmp[2] >> 4) & 0x0f0f0f0fu) | (((utmp[1] >> 6) & 0x03030303u) << 4);
-            const uint32_t uaux = utmp[1] & 0x3f3f3f3fu;
-            utmp[1] = (utmp[2] & 0x0f0f0f0fu) | (((utmp[0] >> 6) & 0x03030303u) << 4);
-            utmp[2] = uaux;
-            utmp[0] &= 0x3f3f3f3fu;
+            lv_q4k_scale_min(blk, utmp);
             const __m128i sm = _mm_loadu_si128((const __m128i *)utmp);
             /* each of the 8 values twice (two 16-groups per 32-element sub-block) */
             const __m512i sc16 = _mm512_cvtepu8_epi32(_mm_unpacklo_epi8(sm, sm));
@@ -146,14 +161,8 @@ static inline int lv_q8_unpack_row(int qtype, const uint8_t *w, Py_ssize_t nb, l
             const float d = lv_load_f16(blk + 208);
             __m256i part[8];
             for (int h = 0; h < 2; h++)
-                for (int s2 = 0; s2 < 4; s2++) {
-                    __m256i lo = _mm256_loadu_si256((const __m256i *)(ql + 64 * h + 32 * (s2 & 1)));
-                    __m256i hi = _mm256_loadu_si256((const __m256i *)(qh + 32 * h));
-                    lo = _mm256_and_si256(_mm256_srl_epi16(lo, _mm_cvtsi32_si128(4 * (s2 >> 1))), m4);
-                    hi = _mm256_and_si256(_mm256_srl_epi16(hi, _mm_cvtsi32_si128(2 * s2)), m2);
-                    hi = _mm256_slli_epi16(hi, 4);
-                    part[4 * h + s2] = _mm256_or_si256(lo, hi);   /* elements 128h + 32s2 .. */
-                }
+                for (int s2 = 0; s2 < 4; s2++)
+                    part[4 * h + s2] = lv_q6k_part(ql, qh, h, s2, m4, m2);
             for (int c = 0; c < 4; c++)
                 a[c] = _mm512_inserti64x4(_mm512_castsi256_si512(part[2 * c]), part[2 * c + 1], 1);
             const __m128i s8 = _mm_loadu_si128((const __m128i *)sc);
@@ -217,6 +226,29 @@ lv_q8_rows(const lv_q8w *u, Py_ssize_t nb, const lv_q8x *x, Py_ssize_t ldx, cons
         }
     }
     for (int r = 0; r < R; r++) out[r * ldo] = _mm512_reduce_add_ps(acc[r]) + bias;
+}
+
+#endif
+#if LV_Q8 == 2
+#include "lv_q8_avx2.h"
+#endif
+
+#if LV_Q8
+/* Quantize one row of K (multiple of 256) floats into K / 256 blocks. */
+static inline void lv_q8_quant_row(const float *x, Py_ssize_t K, lv_q8x *out) {
+    for (Py_ssize_t b = 0; b < K / 256; b++) {
+        const float *xb = x + b * 256;
+        lv_q8x *o = out + b;
+        const float amax = lv_q8_amax(xb);
+        if (!(amax > 0.0f)) {      /* zero (or NaN) block */
+            lv_q8_zero_block(o);
+            continue;
+        }
+        const float id = 127.0f / amax, d = amax / 127.0f;
+        for (int g = 0; g < 16; g++)
+            o->bsf[g] = d * (float)lv_q8_quant_group(xb + 16 * g, id, o->q + 4 * g);
+        o->d = d;
+    }
 }
 
 /* One weight row against all n quantized x rows (nb blocks each). */

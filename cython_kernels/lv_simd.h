@@ -8,9 +8,10 @@
  *   lv_pack_x, lv_bx_tile       matmul "panel" micro-kernel on transposed x panels
  *   lv_openmp_enabled           1 when the module was compiled with OpenMP
  *
- * Each micro-kernel exists for AVX-512F, AVX2+FMA and plain C.  The ISA is chosen
- * at compile time (setup.py builds with -march=native unless LODEVEC_PORTABLE=1),
- * so there is no run-time dispatch; lv_isa() reports which one was built.
+ * Each micro-kernel exists for AVX-512F, AVX2+FMA and plain C, chosen at compile
+ * time; setup.py compiles every module once per ISA level (lodevec._kernels.<level>)
+ * and lodevec.kernels imports the level the CPU supports.  lv_isa() reports which
+ * micro-kernels a module was built with.
  */
 #ifndef LV_SIMD_H
 #define LV_SIMD_H

@@ -1,5 +1,5 @@
 # cython: language_level=3
-"""y = x @ dequant(W).T + bias with int8 activations (any n), AVX-512 VNNI.
+"""y = x @ dequant(W).T + bias with int8 activations (any n), AVX-512 VNNI or AVX2.
 
 The llama.cpp scheme: x is quantized once per call, per row, into
 Q8_K-style blocks (int8 values, one f32 scale per 256, int16 sums per 16) in a
@@ -49,7 +49,7 @@ cdef Py_ssize_t W_ROWS = 32
 
 
 def available():
-    """Whether the int8 kernels were compiled in (AVX-512 F/BW/VL + VNNI)."""
+    """Whether the int8 kernels were compiled in (AVX-512 F/BW/VL + VNNI, or AVX2 + FMA)."""
     return bool(lv_q8_available())
 
 
@@ -81,7 +81,7 @@ def matmul_q8(const float[:, ::1] x, int qtype, const uint8_t[:, ::1] w, Py_ssiz
     cdef Py_ssize_t K = x.shape[1]
     cdef Py_ssize_t M = w.shape[0]
     if not lv_q8_available():
-        raise RuntimeError("int8 matmul kernels are not compiled in (need AVX-512 VNNI)")
+        raise RuntimeError("int8 matmul kernels are not compiled in (need AVX2 or AVX-512 VNNI)")
     if qtype not in (8, 12, 14):
         raise ValueError(f"int8 matmul: unsupported GGML type id {qtype}")
     if cols != K or K <= 0 or K % 256:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import gguf
 import numpy as np
+
+import gguf
 
 
 def rewrite(src: Path, dst: Path, *, kv: dict | None = None, drop_kv=(), drop_tensors=(),

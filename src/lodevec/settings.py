@@ -42,6 +42,16 @@ def matmul_mode() -> str:
     return mode if mode in MATMUL_MODES else "auto"
 
 
+def isa() -> str | None:
+    """``LODEVEC_ISA``: the kernel ISA level to force (lower-cased), or None to take the best."""
+    return _env("LODEVEC_ISA").lower() or None
+
+
+def cpu_hide() -> frozenset[str]:
+    """``LODEVEC_CPU_HIDE`` (tests only): CPU feature names to treat as absent, e.g. ``avx512f``."""
+    return frozenset(s.strip().lower() for s in _env("LODEVEC_CPU_HIDE").split(",") if s.strip())
+
+
 def cache_dir() -> Path:
     """lodevec's model cache: ``$LODEVEC_CACHE``, else ``$XDG_CACHE_HOME/lodevec``, else
     ``~/.cache/lodevec``."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from isa_levels import isa_level  # noqa: F401  (autouse: every test at every ISA level)
 
 from lodevec import kernels
 

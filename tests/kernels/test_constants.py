@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from lodevec._kernels import quant
+from isa_levels import isa_level  # noqa: F401  (autouse: every test at every ISA level)
+
 from lodevec.gguf.constants import BLOCK_SIZE, SUPPORTED_TYPES, TYPE_SIZE
+from lodevec.kernels import runtime
 
 
 def test_kernel_block_layout_matches_constants():
-    layout = quant.block_layout()
+    layout = runtime.compiled.quant.block_layout()
     assert set(layout) == {int(t) for t in SUPPORTED_TYPES}
     for t in SUPPORTED_TYPES:
         assert layout[int(t)] == (BLOCK_SIZE[t], TYPE_SIZE[t]), t.name

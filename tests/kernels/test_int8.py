@@ -12,21 +12,24 @@ from __future__ import annotations
 import gguf.quants
 import numpy as np
 import pytest
+from isa_levels import isa_level  # noqa: F401  (autouse: every test at every ISA level)
 from test_kernels import random_raw
 
 from lodevec import kernels
-from lodevec._kernels import qmatmul as _qmm
 from lodevec.gguf.constants import GGMLQuantizationType
 from lodevec.gguf.tensors import QuantTensor
+from lodevec.kernels import runtime
 
 T = GGMLQuantizationType
 INT8_TYPES = [T.Q4_K, T.Q6_K, T.Q8_0]
 
-pytestmark = pytest.mark.skipif(not _qmm.available(), reason="int8 kernels not compiled in (no VNNI)")
 
 
 @pytest.fixture(autouse=True)
-def auto_mode():
+def auto_mode(request):
+    compiled = request.getfixturevalue("isa_level")   # set up first: the level under test
+    if not compiled.int8:
+        pytest.skip(f"no int8 kernels at the {compiled.level} level")
     before = kernels.get_matmul_mode()
     kernels.set_matmul_mode("auto")
     yield
@@ -125,12 +128,12 @@ def test_int8_kernel_validates_arguments():
     x = np.zeros((2, 512), np.float32)
     out = np.empty((2, 4), np.float32)
     with pytest.raises(ValueError):
-        _qmm.matmul_q8(x, int(T.Q5_K), raw, 512, None, out, 1)          # type
+        runtime.compiled.qmatmul.matmul_q8(x, int(T.Q5_K), raw, 512, None, out, 1)          # type
     with pytest.raises(ValueError):
-        _qmm.matmul_q8(x[:, :256].copy(), int(T.Q4_K), raw, 256, None, out, 1)  # row bytes
+        runtime.compiled.qmatmul.matmul_q8(x[:, :256].copy(), int(T.Q4_K), raw, 256, None, out, 1)  # row bytes
     with pytest.raises(ValueError):
-        _qmm.matmul_q8(x, int(T.Q4_K), raw, 500, None, out, 1)          # cols
+        runtime.compiled.qmatmul.matmul_q8(x, int(T.Q4_K), raw, 500, None, out, 1)          # cols
     with pytest.raises(ValueError):
-        _qmm.matmul_q8(x, int(T.Q4_K), raw, 512, None, np.empty((2, 5), np.float32), 1)
+        runtime.compiled.qmatmul.matmul_q8(x, int(T.Q4_K), raw, 512, None, np.empty((2, 5), np.float32), 1)
     with pytest.raises(ValueError):
-        _qmm.matmul_q8(x, int(T.Q4_K), raw, 512, np.zeros(3, np.float32), out, 1)
+        runtime.compiled.qmatmul.matmul_q8(x, int(T.Q4_K), raw, 512, np.zeros(3, np.float32), out, 1)

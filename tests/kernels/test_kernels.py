@@ -14,12 +14,12 @@ import gguf
 import gguf.quants
 import numpy as np
 import pytest
+from isa_levels import isa_level  # noqa: F401  (autouse: every test at every ISA level)
 
 from lodevec import kernels
-from lodevec._kernels import matmul as _mm
-from lodevec._kernels import quant as _quant
 from lodevec.gguf.constants import BLOCK_SIZE, SUPPORTED_TYPES, TYPE_SIZE, GGMLQuantizationType
 from lodevec.gguf.tensors import QuantTensor
+from lodevec.kernels import runtime
 
 T = GGMLQuantizationType
 FIXTURES = Path(__file__).parents[1] / "fixtures"
@@ -102,8 +102,8 @@ def test_scalar_and_vector_dequant_agree(qtype):
     raw = random_raw(qtype, 33, cols, np.random.default_rng(5))
     a = np.empty((33, cols), np.float32)
     b = np.empty((33, cols), np.float32)
-    _quant.dequantize_rows(int(qtype), raw, cols, a, 1, True)
-    _quant.dequantize_rows(int(qtype), raw, cols, b, 1, False)
+    runtime.compiled.quant.dequantize_rows(int(qtype), raw, cols, a, 1, True)
+    runtime.compiled.quant.dequantize_rows(int(qtype), raw, cols, b, 1, False)
     assert np.array_equal(a, b)
     assert np.array_equal(a, gguf.quants.dequantize(raw, qtype))
 
@@ -161,7 +161,7 @@ def test_get_rows_out_of_range(bad):
     with pytest.raises(IndexError, match=rf"token_embd\.weight.*{bad}"):
         kernels.get_rows(t, np.array([0, bad], dtype=np.int64))
     with pytest.raises(IndexError):  # the compiled kernel checks on its own too
-        _quant.get_rows(int(T.Q8_0), raw, 32, np.array([bad], dtype=np.int64),
+        runtime.compiled.quant.get_rows(int(T.Q8_0), raw, 32, np.array([bad], dtype=np.int64),
                         np.empty((1, 32), np.float32))
 
 
@@ -192,11 +192,11 @@ def test_truncated_data_rejected_before_kernel():
 def test_compiled_kernels_check_sizes_themselves():
     raw = random_raw(T.Q4_K, 4, 256, np.random.default_rng(0))
     with pytest.raises(ValueError, match="bytes"):
-        _quant.dequantize_rows(int(T.Q4_K), raw[:, :-1].copy(), 256, np.empty((4, 256), np.float32))
+        runtime.compiled.quant.dequantize_rows(int(T.Q4_K), raw[:, :-1].copy(), 256, np.empty((4, 256), np.float32))
     with pytest.raises(ValueError, match="out has shape"):
-        _quant.dequantize_rows(int(T.Q4_K), raw, 256, np.empty((3, 256), np.float32))
+        runtime.compiled.quant.dequantize_rows(int(T.Q4_K), raw, 256, np.empty((3, 256), np.float32))
     with pytest.raises(ValueError, match="columns"):
-        _mm.matmul_q(np.ones((1, 128), np.float32), int(T.Q4_K), raw, 256, None,
+        runtime.compiled.matmul.matmul_q(np.ones((1, 128), np.float32), int(T.Q4_K), raw, 256, None,
                      np.empty((1, 4), np.float32))
 
 
@@ -262,7 +262,7 @@ def test_matmul_kernel_paths(path, shape, threads):
     w_f32 = gguf.quants.dequantize(raw, T.Q4_K)
     for tile in (0, 5, 13):
         out = np.full((n, m), np.nan, np.float32)
-        _mm.matmul_q(x, int(T.Q4_K), raw, k, bias, out, threads, path=path, tile=tile)
+        runtime.compiled.matmul.matmul_q(x, int(T.Q4_K), raw, k, bias, out, threads, path=path, tile=tile)
         _check_matmul(out, x, w_f32, bias)
 
 
@@ -470,7 +470,9 @@ def test_threads_api():
     finally:
         kernels.set_num_threads(before)
     info = kernels.kernel_info()
-    assert info["isa"] in ("avx512", "avx2", "scalar")
+    assert info["isa"] == runtime.compiled.level
+    assert info["isa"] in info["levels"]
+    assert info["simd"] in ("avx512", "avx2", "scalar")
     assert info["openmp"] == kernels.openmp_enabled()
 
 

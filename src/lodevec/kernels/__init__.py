@@ -1,7 +1,8 @@
 """The compute seam: every numeric kernel the encoder uses, on numpy arrays.
 
-This is the only module that imports ``lodevec._kernels.*`` (the compiled Cython
-code).  Each function checks dtype, contiguity and shapes here, in Python, and
+This package is the only code that imports ``lodevec._kernels.*`` (the compiled
+Cython code, built once per ISA level; ``isa`` picks the level at import, ``runtime``
+holds its modules).  Each function checks dtype, contiguity and shapes here, in Python, and
 raises ``ValueError`` (``IndexError`` for bad row ids) with a message naming the
 tensor and what was expected, *before* any kernel runs without the GIL -- a
 kernel never reads past a buffer because of a bad argument.  A GPU backend can
@@ -18,11 +19,13 @@ OpenMP's default, i.e. ``OMP_NUM_THREADS`` or the number of cores).
 
 Families: ``quant`` (dequantize, embedding rows, matmul), ``nn`` (norms, activations,
 attention, pooling), ``vscan`` (vector-search codes and scans), ``runtime`` (threads,
-matmul mode, build facts), ``checks`` (the validation every wrapper runs first).
+matmul mode, ISA level, build facts), ``isa`` (the level: CPU features, ``LODEVEC_ISA``),
+``checks`` (the validation every wrapper runs first).
 """
 
 from __future__ import annotations
 
+from .isa import UnsupportedISAError
 from .nn import add_layer_norm, attention, gelu, l2_normalize, layer_norm, segment_mean, swiglu
 from .quant import dequantize, get_rows, matmul
 from .runtime import (
@@ -40,5 +43,5 @@ __all__ = [
     "layer_norm", "add_layer_norm", "gelu", "swiglu", "l2_normalize", "attention", "segment_mean",
     "quantize_codes", "quantize_query", "scan_codes",
     "set_num_threads", "get_num_threads", "openmp_enabled", "kernel_info",
-    "set_matmul_mode", "get_matmul_mode",
+    "set_matmul_mode", "get_matmul_mode", "UnsupportedISAError",
 ]

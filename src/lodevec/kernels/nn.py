@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._kernels import attention as _attn
-from .._kernels import ops as _ops
 from . import checks, runtime
 
 
@@ -46,7 +44,7 @@ def layer_norm(x: np.ndarray, weight: np.ndarray | None, bias: np.ndarray | None
             raise ValueError(f"layer_norm: out has shape {out.shape}, expected {x.shape}")
         if out is not x and np.may_share_memory(out, x):
             raise ValueError("layer_norm: out partially overlaps x")
-    _ops.layer_norm(x, weight, bias, float(eps), out, runtime.resolve(threads))
+    runtime.compiled.ops.layer_norm(x, weight, bias, float(eps), out, runtime.resolve(threads))
     return out
 
 
@@ -74,7 +72,7 @@ def add_layer_norm(x: np.ndarray, residual: np.ndarray, weight: np.ndarray | Non
     if residual is not x and np.may_share_memory(residual, x):
         raise ValueError("add_layer_norm: residual overlaps x")
     _affine("add_layer_norm", weight, bias, x.shape[1])
-    _ops.add_layer_norm(x, residual, weight, bias, float(eps), runtime.resolve(threads))
+    runtime.compiled.ops.add_layer_norm(x, residual, weight, bias, float(eps), runtime.resolve(threads))
     return x
 
 
@@ -91,7 +89,7 @@ def gelu(x: np.ndarray, *, threads: int | None = None) -> np.ndarray:
         ValueError: wrong dtype / layout, or read-only.
     """
     checks.f32("gelu: x", x, tuple(range(1, 5)), writable=True)
-    _ops.gelu(x.reshape(-1), runtime.resolve(threads))
+    runtime.compiled.ops.gelu(x.reshape(-1), runtime.resolve(threads))
     return x
 
 
@@ -114,7 +112,7 @@ def swiglu(gate: np.ndarray, up: np.ndarray, *, threads: int | None = None) -> n
         raise ValueError(f"swiglu: gate has shape {gate.shape}, up has {up.shape}")
     if gate is not up and np.may_share_memory(gate, up):
         raise ValueError("swiglu: gate overlaps up")
-    _ops.swiglu(gate.reshape(-1), up.reshape(-1), runtime.resolve(threads))
+    runtime.compiled.ops.swiglu(gate.reshape(-1), up.reshape(-1), runtime.resolve(threads))
     return up
 
 
@@ -133,7 +131,7 @@ def l2_normalize(x: np.ndarray, *, threads: int | None = None) -> np.ndarray:
     checks.f32("l2_normalize: x", x, (1, 2))
     x2 = x.reshape(1, -1) if x.ndim == 1 else x
     out = np.empty_like(x2)
-    _ops.l2_normalize(x2, out, runtime.resolve(threads))
+    runtime.compiled.ops.l2_normalize(x2, out, runtime.resolve(threads))
     return out.reshape(x.shape)
 
 
@@ -193,7 +191,7 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, offsets: np.ndarray, 
             raise ValueError("attention: out is read-only")
         if any(np.may_share_memory(out, a) for a in (q, k, v)):
             raise ValueError("attention: out overlaps q, k or v")
-    _attn.attention(q, k, v, o, int(n_heads), cos, sin, out, runtime.resolve(threads))
+    runtime.compiled.attention.attention(q, k, v, o, int(n_heads), cos, sin, out, runtime.resolve(threads))
     return out
 
 
@@ -213,5 +211,5 @@ def segment_mean(x: np.ndarray, offsets: np.ndarray, *, threads: int | None = No
     checks.f32("segment_mean: x", x, 2)
     o = checks.seq_offsets("segment_mean", offsets, x.shape[0])
     out = np.empty((o.shape[0] - 1, x.shape[1]), dtype=np.float32)
-    _attn.segment_mean(x, o, out, runtime.resolve(threads))
+    runtime.compiled.attention.segment_mean(x, o, out, runtime.resolve(threads))
     return out

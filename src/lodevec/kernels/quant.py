@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._kernels import matmul as _mm
-from .._kernels import qmatmul as _qmm
-from .._kernels import quant as _quant
 from ..gguf.constants import GGMLQuantizationType
 from ..gguf.tensors import QuantTensor
 from . import checks, runtime
@@ -30,7 +27,7 @@ def dequantize(t: QuantTensor, *, threads: int | None = None) -> np.ndarray:
     """
     qt, raw = checks.tensor(t)
     out = np.empty((t.rows, t.cols), dtype=np.float32)
-    _quant.dequantize_rows(qt, raw, t.cols, out, runtime.resolve(threads))
+    runtime.compiled.quant.dequantize_rows(qt, raw, t.cols, out, runtime.resolve(threads))
     return out
 
 
@@ -59,7 +56,7 @@ def get_rows(t: QuantTensor, ids: np.ndarray, *, threads: int | None = None) -> 
             raise IndexError(f"{t.name}: row id {bad} out of range [0, {t.rows})")
     ids = np.ascontiguousarray(ids, dtype=np.int64)
     out = np.empty((ids.shape[0], t.cols), dtype=np.float32)
-    _quant.get_rows(qt, raw, t.cols, ids, out, runtime.resolve(threads))
+    runtime.compiled.quant.get_rows(qt, raw, t.cols, ids, out, runtime.resolve(threads))
     return out
 
 
@@ -117,9 +114,9 @@ def matmul(x: np.ndarray, w: QuantTensor, bias: np.ndarray | None = None,
             raise ValueError(f"matmul({w.name}): out has shape {out.shape}, expected {(n, w.rows)}")
         if np.may_share_memory(out, x):
             raise ValueError(f"matmul({w.name}): out overlaps x")
-    if qt in _INT8_TYPES and runtime.get_matmul_mode() == "auto" and runtime.int8_available \
-            and w.cols % 256 == 0:
-        _qmm.matmul_q8(x, qt, raw, w.cols, bias, out, runtime.resolve(threads))
+    k = runtime.compiled
+    if qt in _INT8_TYPES and runtime.get_matmul_mode() == "auto" and k.int8 and w.cols % 256 == 0:
+        k.qmatmul.matmul_q8(x, qt, raw, w.cols, bias, out, runtime.resolve(threads))
     else:
-        _mm.matmul_q(x, qt, raw, w.cols, bias, out, runtime.resolve(threads))
+        k.matmul.matmul_q(x, qt, raw, w.cols, bias, out, runtime.resolve(threads))
     return out

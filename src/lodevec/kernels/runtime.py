@@ -1,26 +1,81 @@
-"""Run-time state of the kernels: thread count, OpenMP, the matmul arithmetic, what was
-compiled in.  The process default comes from ``settings`` (``LODEVEC_NUM_THREADS``,
-``LODEVEC_MATMUL``); every kernel also takes ``threads=`` per call, which is how a
-backend uses its own count without changing the process's.
+"""Run-time state of the kernels: the ISA level, thread count, OpenMP, the matmul
+arithmetic, what was compiled in.  The process defaults come from ``settings``
+(``LODEVEC_ISA``, ``LODEVEC_NUM_THREADS``, ``LODEVEC_MATMUL``); every kernel also takes
+``threads=`` per call, which is how a backend uses its own count without changing the
+process's.
+
+The level is chosen once, on first use (:mod:`.isa`), and ``runtime.compiled`` holds
+its modules; the wrappers in ``quant`` / ``nn`` / ``vscan`` look them up there at each
+call.  First use rather than import, so a bad ``LODEVEC_ISA`` is an
+``UnsupportedISAError`` where callers handle lodevec errors (the CLI's ``error:``
+line), not a traceback while modules import one another.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 
 from .. import settings
-from .._kernels import matmul as _mm
-from .._kernels import qmatmul as _qmm
-from .._kernels import quant as _quant
+from . import isa
+
+_choose_lock = threading.Lock()
+
+
+def current() -> isa.Compiled:
+    """The compiled modules of the level in use, chosen on the first call.
+
+    Raises:
+        UnsupportedISAError: ``LODEVEC_ISA`` is unknown, not built, or beyond this CPU.
+    """
+    mods = globals().get("compiled")
+    if mods is None:
+        with _choose_lock:
+            mods = globals().get("compiled")
+            if mods is None:
+                mods = isa.load(isa.choose(settings.isa()))
+                globals()["compiled"] = mods
+    return mods
+
+
+def __getattr__(name: str) -> object:
+    # ``runtime.compiled`` before the first choice: choose now (then it is a plain global)
+    if name == "compiled":
+        return current()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def modules(level: str | None = None) -> isa.Compiled:
+    """The compiled modules of ``level`` (default: the one in use).
+
+    Raises:
+        UnsupportedISAError: ``level`` is unknown, not built, or beyond this CPU.
+    """
+    return current() if level is None else isa.load(level)
+
+
+@contextmanager
+def using(level: str) -> Iterator[isa.Compiled]:
+    """Run the kernels at ``level`` inside the block (tests: every level in one process).
+
+    Not thread-safe: it swaps the process's modules, so only tests use it.
+    """
+    before = current()
+    globals()["compiled"] = isa.load(level)
+    try:
+        yield globals()["compiled"]
+    finally:
+        globals()["compiled"] = before
 
 
 def _default_threads() -> int:
     n = settings.num_threads()
     if n is not None:
-        return n if _quant.openmp_enabled() else 1
-    return max(1, int(_quant.omp_max_threads()))
+        return n if current().quant.openmp_enabled() else 1
+    return max(1, int(current().quant.omp_max_threads()))
 
 
 _lock = threading.Lock()
@@ -34,7 +89,7 @@ def openmp_enabled() -> bool:
     Returns:
         True when built with OpenMP (``LODEVEC_NO_OPENMP`` unset on Linux).
     """
-    return bool(_quant.openmp_enabled())
+    return bool(current().quant.openmp_enabled())
 
 
 def set_num_threads(n: int) -> None:
@@ -68,14 +123,19 @@ def get_num_threads() -> int:
 
 
 def kernel_info() -> dict[str, object]:
-    """What was compiled in: ISA of the micro-kernels and their tile sizes.
+    """The kernels in use: ISA level, what else runs here, micro-kernels, threads.
 
     Returns:
-        ``{"isa": "avx512" | "avx2" | "scalar", "dot_tile": (MR, NR),
-        "panel_tile": (NX, MW), "openmp": bool, "threads": int}``.
+        ``{"isa": level in use ("baseline" | "avx2" | "avx512" | "native"),
+        "levels": levels built and supported here (lowest first), "simd": ISA of the
+        float micro-kernels ("avx512" | "avx2" | "scalar"), "int8": whether the
+        int8-activation matmul is in, "dot_tile": (MR, NR), "panel_tile": (NX, MW),
+        "openmp": bool, "threads": int}``.
     """
-    isa, mr, nr, nx, mw = _mm.micro_kernel()
-    return {"isa": isa, "dot_tile": (mr, nr), "panel_tile": (nx, mw),
+    mods = current()
+    simd, mr, nr, nx, mw = mods.matmul.micro_kernel()
+    return {"isa": mods.level, "levels": list(isa.supported_levels()), "simd": simd,
+            "int8": mods.int8, "dot_tile": (mr, nr), "panel_tile": (nx, mw),
             "openmp": openmp_enabled(), "threads": get_num_threads()}
 
 
@@ -101,8 +161,11 @@ def check_threads(threads: int | None) -> int | None:
 
 #: None until first asked (``LODEVEC_MATMUL`` is read then)
 _matmul_mode: str | None = None
-#: whether the int8-activation kernels were compiled for this CPU (VNNI)
-int8_available = bool(_qmm.available())
+
+
+def int8_available() -> bool:
+    """Whether the level in use has the int8-activation matmul."""
+    return current().int8
 
 
 def set_matmul_mode(mode: str) -> None:

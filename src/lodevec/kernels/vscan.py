@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._kernels import vscan as _vscan
 from . import checks, runtime
 
 
@@ -22,7 +21,7 @@ def quantize_codes(x: np.ndarray, *, threads: int | None = None) -> tuple[np.nda
     checks.f32("quantize_codes: x", x, 2)
     codes = np.empty(x.shape, dtype=np.uint8)
     scales = np.zeros(x.shape[0], dtype=np.float32)  # (rows of length 0 keep scale 0)
-    _vscan.quantize_rows(x, codes, scales, runtime.resolve(threads))
+    runtime.compiled.vscan.quantize_rows(x, codes, scales, runtime.resolve(threads))
     return codes, scales
 
 
@@ -76,11 +75,11 @@ def scan_codes(q_codes: np.ndarray, q_sum: int, codes: np.ndarray, scales: np.nd
             raise ValueError(f"scan_codes: rows must be a 1-D int64 array, got {checks.describe(rows)}")
         rows = np.ascontiguousarray(rows)
         out = np.empty(rows.shape[0], dtype=np.float32)
-        _vscan.scan_rows(q_codes, int(q_sum), codes, scales, rows, out, runtime.resolve(threads))
+        runtime.compiled.vscan.scan_rows(q_codes, int(q_sum), codes, scales, rows, out, runtime.resolve(threads))
         return out
     n = codes.shape[0] if n is None else int(n)
     if not 0 <= n <= codes.shape[0]:
         raise ValueError(f"scan_codes: n={n} outside [0, {codes.shape[0]}]")
     out = np.empty(n, dtype=np.float32)
-    _vscan.scan(q_codes, int(q_sum), codes, scales, out, n, runtime.resolve(threads))
+    runtime.compiled.vscan.scan(q_codes, int(q_sum), codes, scales, out, n, runtime.resolve(threads))
     return out
