@@ -86,7 +86,8 @@ class Encoder:
         """Model facts (architecture, sizes, tensor types) plus the encoder's settings."""
         return {**self.model.info(), "dims": list(self.dims), "prompts": self.prompts,
                 "max_tokens_used": self.max_tokens, "threads": self.backend.threads,
-                "openmp": kernels.openmp_enabled(), "device": self.backend.device}
+                "openmp": kernels.openmp_enabled(), "isa": kernels.kernel_info()["isa"],
+                "device": self.backend.device}
 
     def identity(self, dim: int | None = None) -> dict:
         """What a store records to refuse vectors from another model."""
