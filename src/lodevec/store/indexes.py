@@ -388,7 +388,9 @@ class Indexes:
         if compact:
             frags = self.fragments()
             if frags >= self.policy.compact_fragments:
-                self.compact(timedelta(minutes=5), False)
+                # unreferenced files of killed writes go too where the write lock
+                # (which compact holds) keeps every lodevec writer out
+                self.compact(timedelta(minutes=5), self._t.lock.path is not None)
                 done["compacted"] = f"{frags} -> {self.fragments()} fragments"
         if done:
             self._state = None
