@@ -129,9 +129,13 @@ def test_killed_optimize_leaves_a_table_that_opens_counts_searches_and_reoptimiz
     coll = Database(db, resident=False).open()
     q = coll.get(["d1234"], with_embedding=True)[0]["embedding"]
     assert coll.search(q, k=3)[0].id == "d1234"
-    res = coll.optimize()
+    left = _data_files(db) - before
+    res = coll.optimize(cleanup_older_than=0)
     assert res["fragments_after"] < 80
     assert len(_rows(db)) == 3200
+    # what the killed run wrote is gone with every old version: one file per fragment left
+    assert left and not left & _data_files(db)
+    assert len(_data_files(db)) == res["fragments_after"]
 
 
 def test_stray_files_of_a_killed_write_are_removed_by_optimize(tmp_path):
@@ -143,11 +147,14 @@ def test_stray_files_of_a_killed_write_are_removed_by_optimize(tmp_path):
     old = time.time() - 3600
     stray = data / "00000000-dead-beef-0000-000000000000.lance"
     stray.write_bytes(os.urandom(200_000))  # what a killed optimize leaves
-    os.utime(stray, (old, old))
+    staged = data / ".tmpAbC123"  # a file the killed write was still staging
+    staged.write_bytes(os.urandom(100_000))
+    for p in (stray, staged):
+        os.utime(p, (old, old))
     coll.optimize(delete_unverified=False)  # what LanceDB does by default: kept 7 days
-    assert stray.exists()
+    assert stray.exists() and staged.exists()
     res = coll.optimize()
-    assert not stray.exists()
+    assert not stray.exists() and not staged.exists()
     assert res["bytes_after"] < res["bytes_before"]
     assert len(_rows(db)) == 150
     assert coll.search(coll.get(["d7"], with_embedding=True)[0]["embedding"], k=1)[0].id == "d7"
@@ -283,6 +290,7 @@ def test_full_disk_stops_index_cleanly_and_a_rerun_completes(tmp_path, small_dis
     assert "Traceback" not in p.stderr
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), p.stderr
+    assert "No space left" in lines[0]
     filler.unlink()
     assert run(["index", "--db", str(db), "--model", Q4, str(docs)])[0] == 0
     assert len(_rows(db)) == 200

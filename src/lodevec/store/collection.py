@@ -271,7 +271,8 @@ class Collection:
                 default): True on a local database, False on an object store.  Locally
                 it is safe because optimize holds the collection's write lock, which
                 every lodevec write takes (upserts, deletes, index builds, compaction),
-                so no lodevec process is mid-write (LanceDB then deletes every
+                so no lodevec process is mid-write (the staging files of killed local
+                writes, which LanceDB's cleanup never looks at, go too; LanceDB deletes every
                 unreferenced file, whatever its age: a program writing to the table
                 without lodevec's lock could lose a write in progress).  Object stores
                 have no lock, so there only pass True when nothing else is writing.
