@@ -62,6 +62,29 @@ def folder_bytes(path: Path) -> int:
     return total
 
 
+#: names of the files a local write stages before renaming them into place (the object
+#: store's temporary files): a killed write leaves them, and LanceDB's cleanup never
+#: looks at them
+_STAGING_RE = re.compile(r"^\.tmp|#\d+$")
+
+
+def remove_staging_files(table_path: Path) -> int:
+    """Delete the staging files under a local table's folder; returns the bytes freed.
+    Call with the write lock held: only a write in progress has a staging file of its own."""
+    freed = 0
+    for root, _dirs, files in os.walk(table_path):
+        for f in files:
+            if _STAGING_RE.search(f):
+                p = os.path.join(root, f)
+                try:
+                    size = os.stat(p).st_size
+                    os.unlink(p)
+                except OSError:  # gone meanwhile
+                    continue
+                freed += size
+    return freed
+
+
 class WriteLock:
     """Serialises the writes of lodevec processes to one collection (re-entrant).
 

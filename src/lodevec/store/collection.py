@@ -253,7 +253,7 @@ class Collection:
             return self._indexes.maintain()
 
     def optimize(self, cleanup_older_than: timedelta | float | None = timedelta(minutes=5),
-                 delete_unverified: bool = False) -> dict:
+                 delete_unverified: bool | None = None) -> dict:
         """Compact small files, fold new rows into every index, prune old versions.
 
         Runs :meth:`maintain` first (so a stale vector index is rebuilt rather than merged),
@@ -265,8 +265,17 @@ class Collection:
             cleanup_older_than: keep versions newer than this (timedelta or seconds; 0 keeps
                 only the latest, which breaks readers still on an older version in other
                 processes; the default 5 minutes leaves them time to finish).
-            delete_unverified: also delete files of failed writes younger than 7 days
-                (only safe when no other process is writing).
+            delete_unverified: also delete unreferenced files younger than 7 days (what a
+                killed write or optimize leaves behind; LanceDB keeps them that long
+                because they may belong to a write still in progress).  None (the
+                default): True on a local database, False on an object store.  Locally
+                it is safe because optimize holds the collection's write lock, which
+                every lodevec write takes (upserts, deletes, index builds, compaction),
+                so no lodevec process is mid-write (the staging files of killed local
+                writes, which LanceDB's cleanup never looks at, go too; LanceDB deletes every
+                unreferenced file, whatever its age: a program writing to the table
+                without lodevec's lock could lose a write in progress).  Object stores
+                have no lock, so there only pass True when nothing else is writing.
 
         Returns:
             versions/fragments/bytes before and after, seconds, and what maintain did.
@@ -275,6 +284,8 @@ class Collection:
             cleanup_older_than = timedelta(seconds=float(cleanup_older_than))
         t0 = time.perf_counter()
         before = self._indexes.footprint(self.db.local)
+        if delete_unverified is None:
+            delete_unverified = self._t.lock.path is not None
         with self._t.lock:
             maintained = self._indexes.maintain(compact=False)
             self._indexes.compact(cleanup_older_than, delete_unverified)

@@ -30,7 +30,7 @@ from datetime import timedelta
 from typing import Any
 
 from .. import errors
-from ._lance import VECTOR_COLUMN, folder_bytes, local_path
+from ._lance import VECTOR_COLUMN, folder_bytes, local_path, remove_staging_files
 
 __all__ = ["IndexKind", "VECTOR_KINDS", "KIND_NAMES", "IndexPolicy", "id_index_refresh_after",
            "kind_name", "Indexes"]
@@ -388,7 +388,9 @@ class Indexes:
         if compact:
             frags = self.fragments()
             if frags >= self.policy.compact_fragments:
-                self.compact(timedelta(minutes=5), False)
+                # unreferenced files of killed writes go too where the write lock
+                # (which compact holds) keeps every lodevec writer out
+                self.compact(timedelta(minutes=5), self._t.lock.path is not None)
                 done["compacted"] = f"{frags} -> {self.fragments()} fragments"
         if done:
             self._state = None
@@ -404,6 +406,8 @@ class Indexes:
             warnings.simplefilter("ignore")  # LanceDB warns on cleanup_older_than=0 (documented)
             t.call("optimize", lambda: t.handle.optimize(
                 cleanup_older_than=cleanup_older_than, delete_unverified=delete_unverified))
+            if delete_unverified and t.lock.path is not None:  # (preserving holds the lock)
+                remove_staging_files(local_path(t.handle.uri))
         self._state = None
 
     def footprint(self, local: bool) -> dict:
