@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import resource
 import subprocess
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
-SRC = Path(__file__).resolve().parents[1] / "src"
 #: address-space limit for a child: far above what the fixtures need, far below a runaway
 MEMORY_LIMIT = 1536 * 1024 * 1024
 
@@ -21,8 +18,11 @@ def limit_memory(limit: int = MEMORY_LIMIT) -> None:
 
 
 def child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SRC), env.get("PYTHONPATH", "")) if p)
+    """``conftest.child_env`` (the lodevec under test, installed or not, first on
+    PYTHONPATH) on one compute thread."""
+    from conftest import child_env as base
+
+    env = base()
     env.setdefault("LODEVEC_NUM_THREADS", "1")
     env["OMP_NUM_THREADS"] = env.get("OMP_NUM_THREADS", "1")
     return env
