@@ -7,6 +7,9 @@ per ISA level, each level into its own package of extension modules::
     lodevec/_kernels/baseline/<kernel>.so  -march=x86-64-v2
     lodevec/_kernels/avx2/<kernel>.so      -march=x86-64-v3 (AVX2, FMA, F16C, BMI2)
     lodevec/_kernels/avx512/<kernel>.so    -march=x86-64-v4 + VNNI (F/BW/DQ/VL/CD)
+    lodevec/_kernels/amx/amx.so            the AVX-512 flags + AMX tiles: the one AMX
+                                           kernel (every other kernel of that level is
+                                           the avx512 one)
 
 and ``lodevec.kernels`` imports the best level the CPU and OS support (``LODEVEC_ISA``
 forces a lower one).  One wheel therefore runs at full speed on every x86-64 CPU
@@ -52,6 +55,7 @@ elif X86_64:
         "baseline": ["-march=x86-64-v2", "-mtune=generic"],
         "avx2": ["-march=x86-64-v3", "-mtune=generic"],
         "avx512": ["-march=x86-64-v4", "-mavx512vnni", "-mtune=generic"],
+        "amx": ["-march=x86-64-v4", "-mavx512vnni", "-mamx-tile", "-mamx-int8", "-mtune=generic"],
     }
 else:
     LEVELS = {"baseline": []}
@@ -80,13 +84,15 @@ directives = {
 
 # Kernel modules: cython_kernels/<name>.pyx -> lodevec._kernels.<level>.<name>
 KERNELS = ["quant", "matmul", "ops", "attention", "qmatmul", "vscan"]
+# Levels that build only some kernels (the rest come from the level below them).
+LEVEL_KERNELS = {"amx": ["amx"]}
 # Per-module flags appended after compile_args (a later -f flag wins).  quant must
 # not fuse ``d * q - m`` into an FMA: its output is compared bit for bit with
 # gguf.quants.dequantize, which rounds the product before the subtraction.
 KERNEL_FLAGS = {"quant": ["-ffp-contract=off"]}
 # Shared C header and inline .pxd: a change there must rebuild every module.
 KERNEL_DEPENDS = [f"cython_kernels/{f}" for f in ("lv_simd.h", "lv_q8.h", "lv_q8_avx2.h",
-                                                  "lv_vscan.h", "dequant.pxd")]
+                                                  "lv_vscan.h", "lv_amx.h", "dequant.pxd")]
 KERNEL_DEPENDS = [f for f in KERNEL_DEPENDS if os.path.exists(f)]
 # Cython writes <source>.c next to its source, so every level compiles its own copy of
 # each .pyx (copied only when changed, keeping incremental builds incremental).
@@ -122,7 +128,7 @@ extensions += [
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )
     for level, flags in LEVELS.items()
-    for name in KERNELS
+    for name in LEVEL_KERNELS.get(level, KERNELS)
     if os.path.exists(f"cython_kernels/{name}.pyx")
 ]
 

@@ -10,6 +10,7 @@ from libc.stdint cimport uint64_t
 
 cdef extern from "lv_cpu.h" nogil:
     uint64_t lv_cpu_features()
+    int lv_cpu_request_amx()
     int LV_CPU_X86
 
 # bit order of lv_cpu_features() (the enum in lv_cpu.h)
@@ -28,3 +29,12 @@ def features():
     """The usable features, as a frozenset of names (see ``_NAMES``)."""
     cdef uint64_t f = lv_cpu_features()
     return frozenset(name for i, name in enumerate(_NAMES) if f >> i & 1)
+
+
+def request_amx():
+    """Ask Linux for AMX tile permission (process-wide; asking again is harmless).
+
+    Returns 0 when granted, else the errno (-1 off Linux / x86), e.g. EINVAL on a
+    kernel without AMX support or EPERM when refused.
+    """
+    return lv_cpu_request_amx()

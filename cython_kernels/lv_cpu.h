@@ -95,4 +95,19 @@ static inline uint64_t lv_cpu_features(void) {
     return f;
 }
 
+/* AMX tile data needs Linux's per-process permission before the first tile
+ * instruction (arch_prctl ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA): 0 when granted,
+ * else the errno (or -1 where there is no such call). */
+#if LV_CPU_X86 && defined(__linux__)
+#include <errno.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+static inline int lv_cpu_request_amx(void) {
+    long r = syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XTILEDATA */);
+    return r == 0 ? 0 : errno;
+}
+#else
+static inline int lv_cpu_request_amx(void) { return -1; }
+#endif
+
 #endif /* LV_CPU_H */
