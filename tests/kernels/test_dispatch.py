@@ -53,11 +53,13 @@ def test_default_is_the_best_supported_level(monkeypatch):
 def test_every_x86_level_is_built_and_this_cpu_runs_baseline():
     assert isa.built_levels() == isa.LEVELS
     assert SUPPORTED[0] == "baseline"
-    assert isa.REQUIRES["baseline"] < isa.REQUIRES["avx2"] < isa.REQUIRES["avx512"]
+    assert (isa.REQUIRES["baseline"] < isa.REQUIRES["avx2"] < isa.REQUIRES["avx512"]
+            < isa.REQUIRES["amx"])
 
 
 @pytest.mark.skipif(not ON_X86, reason="x86-64 dispatched build only")
 @pytest.mark.parametrize(("hidden", "best"), [
+    ("amx_int8", "avx512"), ("amx_tile", "avx512"),
     ("avx512vnni", "avx2"), ("avx512f", "avx2"), ("avx2", "baseline"), ("f16c", "baseline"),
 ])
 def test_a_missing_feature_drops_the_level(monkeypatch, hidden, best):
@@ -82,7 +84,7 @@ def test_forcing_a_level_the_cpu_lacks_is_a_clear_error(monkeypatch):
 
 def test_unknown_or_unbuilt_levels_are_clear_errors():
     with pytest.raises(isa.UnsupportedISAError, match=r"'avx9': unknown kernel ISA level; "
-                       r"known levels: baseline, avx2, avx512"):
+                       r"known levels: baseline, avx2, avx512, amx"):
         isa.choose("avx9")
     assert issubclass(isa.UnsupportedISAError, LodevecError)
     if isa.NATIVE not in isa.built_levels():

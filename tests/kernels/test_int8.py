@@ -18,7 +18,7 @@ from test_kernels import random_raw
 from lodevec import kernels
 from lodevec.gguf.constants import GGMLQuantizationType
 from lodevec.gguf.tensors import QuantTensor
-from lodevec.kernels import runtime
+from lodevec.kernels import quant, runtime
 
 T = GGMLQuantizationType
 INT8_TYPES = [T.Q4_K, T.Q6_K, T.Q8_0]
@@ -109,6 +109,8 @@ def test_f32_mode_and_other_types_stay_exact():
     rng = np.random.default_rng(5)
     x = rng.standard_normal((4, 512)).astype(np.float32)
     for qtype in (T.F16, T.F32, T.Q5_K, T.Q4_0):
+        if int(qtype) in quant.int8_types():
+            continue    # Q5_K: on the int8 path at the amx level
         raw = random_raw(qtype, 6, 512, rng, scale=0.05)
         w = QuantTensor("w", qtype, 6, 512, raw)
         assert _rel_err(kernels.matmul(x, w), x, gguf.quants.dequantize(raw, qtype), None).max() < 1e-5

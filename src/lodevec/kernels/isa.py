@@ -23,19 +23,23 @@ from ..errors import LodevecError
 _V2 = frozenset({"ssse3", "sse4_1", "sse4_2", "popcnt"})
 _V3 = _V2 | {"avx", "avx2", "fma", "f16c", "bmi1", "bmi2", "lzcnt", "movbe"}
 _V4_VNNI = _V3 | {"avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512cd", "avx512vnni"}
+_AMX = _V4_VNNI | {"amx_tile", "amx_int8"}
 
-#: levels lowest first, with the CPU features each needs (x86-64-v2, -v3, -v4 + VNNI).
-#: An ``"amx"`` level (``_V4_VNNI | {"amx_tile", "amx_int8"}``) is the next slot.
+#: levels lowest first, with the CPU features each needs (x86-64-v2, -v3, -v4 + VNNI,
+#: and AMX tiles; ``amx`` also needs the OS's per-process tile permission).
 REQUIRES: dict[str, frozenset[str]] = {
     "baseline": _V2,
     "avx2": _V3,
     "avx512": _V4_VNNI,
+    "amx": _AMX,
 }
 LEVELS = tuple(REQUIRES)
 #: ``LODEVEC_NATIVE=1`` source builds: ``-march=native``, runs on the CPU it was built on
 NATIVE = "native"
 #: the compiled kernel modules every level has
 MODULES = ("quant", "matmul", "ops", "attention", "qmatmul", "vscan")
+#: levels that build only some modules: (the level the rest come from, their own modules)
+PARTIAL = {"amx": ("avx512", ("amx",))}
 
 
 class UnsupportedISAError(LodevecError, RuntimeError):
@@ -53,6 +57,8 @@ class Compiled:
     attention: ModuleType
     qmatmul: ModuleType
     vscan: ModuleType
+    #: the AMX tile matmul (``amx`` level only)
+    amx: ModuleType | None = None
 
     @property
     def int8(self) -> bool:
@@ -70,19 +76,41 @@ def built_levels() -> tuple[str, ...]:
     """Levels whose compiled modules are installed, lowest first (looked up once)."""
     found = []
     for level in (*LEVELS, NATIVE):
+        base, own = PARTIAL.get(level, (level, MODULES))
         try:
-            ok = all(importlib.util.find_spec(f"lodevec._kernels.{level}.{m}") for m in MODULES)
+            ok = all(importlib.util.find_spec(f"lodevec._kernels.{level}.{m}") for m in own)
         except ImportError:
             ok = False
-        if ok:
+        if ok and (base == level or base in found):
             found.append(level)
     return tuple(found)
+
+
+@functools.cache
+def amx_permission() -> int:
+    """Ask Linux (once per process) for AMX tile permission: 0 granted, else the errno."""
+    return int(_cpu.request_amx())
+
+
+def amx_note() -> str | None:
+    """Why the ``amx`` level is not used although the CPU has AMX, or None."""
+    if not REQUIRES["amx"] <= cpu_features() or "amx" not in built_levels():
+        return None
+    err = amx_permission()
+    if err:
+        return (f"the CPU has AMX but Linux refused the tile permission (arch_prctl "
+                f"ARCH_REQ_XCOMP_PERM: errno {err}); using avx512")
+    return None
 
 
 def _missing(level: str, features: frozenset[str]) -> list[str]:
     if level == NATIVE or not _cpu.x86():
         return []   # native: built for this CPU; off x86 only baseline exists, no flags
-    return sorted(REQUIRES[level] - features)
+    lacks = sorted(REQUIRES[level] - features)
+    if level == "amx" and not lacks and amx_permission():
+        # the CPU and XCR0 say yes, the kernel said no: never run a tile instruction
+        lacks = [f"AMX tile permission (arch_prctl errno {amx_permission()})"]
+    return lacks
 
 
 def supported_levels() -> tuple[str, ...]:
@@ -134,6 +162,8 @@ def load(level: str) -> Compiled:
     """
     if level not in _loaded:
         choose(level, "kernel ISA level")   # never import a level's modules on a CPU that lacks it
-        mods = {m: importlib.import_module(f"lodevec._kernels.{level}.{m}") for m in MODULES}
+        base, own = PARTIAL.get(level, (level, ()))
+        mods = {m: importlib.import_module(f"lodevec._kernels.{base}.{m}") for m in MODULES}
+        mods.update({m: importlib.import_module(f"lodevec._kernels.{level}.{m}") for m in own})
         _loaded[level] = Compiled(level=level, **mods)
     return _loaded[level]

@@ -74,6 +74,19 @@ def get_rows(t: QuantTensor, ids: np.ndarray, *, threads: int | None = None) -> 
 # LODEVEC_MATMUL=f32 / set_matmul_mode("f32") forces it everywhere.
 _INT8_TYPES = frozenset(int(t) for t in (GGMLQuantizationType.Q4_K, GGMLQuantizationType.Q6_K,
                                          GGMLQuantizationType.Q8_0))
+# AMX tiles (the amx level, amx.pyx): the same int8 activations, for these types and
+# every n (the same argument as above: never chosen by batch size).
+_AMX_TYPES = frozenset(int(t) for t in (GGMLQuantizationType.Q4_K, GGMLQuantizationType.Q5_K,
+                                        GGMLQuantizationType.Q6_K, GGMLQuantizationType.Q8_0))
+
+
+def int8_types() -> frozenset[int]:
+    """GGML type ids the level in use multiplies with int8 activations (``"auto"`` mode,
+    K a multiple of 256); every other type takes the exact f32 path."""
+    k = runtime.compiled
+    if k.amx is not None:
+        return _AMX_TYPES
+    return _INT8_TYPES if k.int8 else frozenset()
 
 
 def matmul(x: np.ndarray, w: QuantTensor, bias: np.ndarray | None = None,
@@ -115,7 +128,10 @@ def matmul(x: np.ndarray, w: QuantTensor, bias: np.ndarray | None = None,
         if np.may_share_memory(out, x):
             raise ValueError(f"matmul({w.name}): out overlaps x")
     k = runtime.compiled
-    if qt in _INT8_TYPES and runtime.get_matmul_mode() == "auto" and k.int8 and w.cols % 256 == 0:
+    if k.amx is not None and qt in _AMX_TYPES and runtime.get_matmul_mode() == "auto" \
+            and w.cols % 256 == 0:
+        k.amx.matmul_amx(x, qt, raw, w.cols, bias, out, runtime.resolve(threads))
+    elif qt in _INT8_TYPES and runtime.get_matmul_mode() == "auto" and k.int8 and w.cols % 256 == 0:
         k.qmatmul.matmul_q8(x, qt, raw, w.cols, bias, out, runtime.resolve(threads))
     else:
         k.matmul.matmul_q(x, qt, raw, w.cols, bias, out, runtime.resolve(threads))

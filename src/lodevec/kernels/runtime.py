@@ -126,17 +126,22 @@ def kernel_info() -> dict[str, object]:
     """The kernels in use: ISA level, what else runs here, micro-kernels, threads.
 
     Returns:
-        ``{"isa": level in use ("baseline" | "avx2" | "avx512" | "native"),
+        ``{"isa": level in use ("baseline" | "avx2" | "avx512" | "amx" | "native"),
         "levels": levels built and supported here (lowest first), "simd": ISA of the
         float micro-kernels ("avx512" | "avx2" | "scalar"), "int8": whether the
         int8-activation matmul is in, "dot_tile": (MR, NR), "panel_tile": (NX, MW),
-        "openmp": bool, "threads": int}``.
+        "openmp": bool, "threads": int}``, plus ``"note"`` when the CPU has AMX but
+        the OS refused the tile permission (the level then falls back to avx512).
     """
     mods = current()
     simd, mr, nr, nx, mw = mods.matmul.micro_kernel()
-    return {"isa": mods.level, "levels": list(isa.supported_levels()), "simd": simd,
-            "int8": mods.int8, "dot_tile": (mr, nr), "panel_tile": (nx, mw),
-            "openmp": openmp_enabled(), "threads": get_num_threads()}
+    info = {"isa": mods.level, "levels": list(isa.supported_levels()), "simd": simd,
+            "int8": mods.int8, "amx": mods.amx is not None, "dot_tile": (mr, nr),
+            "panel_tile": (nx, mw), "openmp": openmp_enabled(), "threads": get_num_threads()}
+    note = isa.amx_note()
+    if note:
+        info["note"] = note
+    return info
 
 
 def resolve(threads: int | None) -> int:
