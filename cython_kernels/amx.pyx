@@ -16,7 +16,7 @@ depend neither on the thread count nor on n.
 
 cimport cython
 from cython.parallel cimport parallel, prange
-from libc.stdint cimport uint8_t
+from libc.stdint cimport int8_t, uint8_t
 from libc.stdlib cimport free
 
 cdef extern from "lv_amx.h" nogil:
@@ -29,13 +29,15 @@ cdef extern from "lv_amx.h" nogil:
     size_t lv_amx_w_size()
     void lv_amx_configure()
     void lv_amx_release()
-    void lv_amx_quant_group(const float *x, Py_ssize_t K, Py_ssize_t nr, lv_amx_x *out)
+    void lv_amx_quant_group(const float *x, Py_ssize_t K, Py_ssize_t nr, lv_amx_x *out,
+                            int8_t *tmp)
     Py_ssize_t lv_amx_row_bytes(int qtype, Py_ssize_t K)
     int lv_amx_unpack_panel(int qtype, const uint8_t *w, Py_ssize_t rb, Py_ssize_t nr,
-                            Py_ssize_t nb, lv_amx_w *u, uint8_t *tmp)
-    void lv_amx_panel(int qtype, const lv_amx_w *u, const lv_amx_x *x0, const lv_amx_x *x1,
-                      Py_ssize_t nb, float *out, Py_ssize_t ldo, Py_ssize_t nr0, Py_ssize_t nr1,
-                      Py_ssize_t ncols, const float *bias)
+                            Py_ssize_t nb, lv_amx_w *u, uint8_t *lo, uint8_t *hi)
+    void lv_amx_panel(int qtype, const uint8_t *lo, const uint8_t *hi, const lv_amx_w *u,
+                      const lv_amx_x *x0, const lv_amx_x *x1, Py_ssize_t nb, float *out,
+                      Py_ssize_t ldo, Py_ssize_t nr0, Py_ssize_t nr1, Py_ssize_t ncols,
+                      const float *bias)
     void lv_omp_barrier()
 
 cdef extern from "stdlib.h" nogil:
@@ -99,35 +101,45 @@ def matmul_amx(const float[:, ::1] x, int qtype, const uint8_t[:, ::1] w, Py_ssi
         raise MemoryError("AMX matmul: cannot allocate the quantized activations")
     cdef Py_ssize_t g, p, g0, nr0, nr1, p0, ncols
     cdef lv_amx_w *u = NULL
-    cdef uint8_t *tmp = NULL
+    cdef uint8_t *lo = NULL
+    cdef uint8_t *hi = NULL
+    cdef int8_t *tmp = NULL
     cdef int failed = 0
+    cdef int qfailed = 0
     with nogil, parallel(num_threads=nthreads):
         u = <lv_amx_w *>aligned_alloc(64, usz)
-        tmp = <uint8_t *>aligned_alloc(64, 2 * 16 * 256)
+        lo = <uint8_t *>aligned_alloc(64, 16 * K)     # the panel's two byte planes
+        hi = <uint8_t *>aligned_alloc(64, 16 * K)
+        tmp = <int8_t *>aligned_alloc(64, 16 * 256)
         lv_amx_configure()
         for g in prange(ngroups, schedule="static"):
-            lv_amx_quant_group(xp + g * 16 * K, K, min(16, n - g * 16), xq + g * nb)
+            if tmp != NULL:
+                lv_amx_quant_group(xp + g * 16 * K, K, min(16, n - g * 16), xq + g * nb, tmp)
+            else:
+                qfailed += 1
         lv_omp_barrier()    # every x group is quantized before any panel reads them
         for p in prange(npanels, schedule="static"):
             p0 = p * 16
             ncols = min(16, M - p0)
-            if u == NULL or tmp == NULL or lv_amx_unpack_panel(qtype, wp + p0 * rb, rb, ncols,
-                                                               nb, u, tmp) != 0:
+            if u == NULL or lo == NULL or hi == NULL or \
+                    lv_amx_unpack_panel(qtype, wp + p0 * rb, rb, ncols, nb, u, lo, hi) != 0:
                 failed += 1
                 continue
             for g0 in range(0, ngroups, 2):
                 nr0 = min(16, n - g0 * 16)
                 if g0 + 1 < ngroups:
                     nr1 = min(16, n - (g0 + 1) * 16)
-                    lv_amx_panel(qtype, u, xq + g0 * nb, xq + (g0 + 1) * nb, nb,
+                    lv_amx_panel(qtype, lo, hi, u, xq + g0 * nb, xq + (g0 + 1) * nb, nb,
                                  op + g0 * 16 * M + p0, M, nr0, nr1, ncols,
                                  bp + p0 if bp != NULL else NULL)
                 else:
-                    lv_amx_panel(qtype, u, xq + g0 * nb, NULL, nb, op + g0 * 16 * M + p0, M,
+                    lv_amx_panel(qtype, lo, hi, u, xq + g0 * nb, NULL, nb, op + g0 * 16 * M + p0, M,
                                  nr0, 0, ncols, bp + p0 if bp != NULL else NULL)
         lv_amx_release()
         free(u)
+        free(lo)
+        free(hi)
         free(tmp)
     free(xq)
-    if failed:
+    if failed or qfailed:
         raise MemoryError("AMX matmul: cannot allocate the per-thread buffers")

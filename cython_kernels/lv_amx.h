@@ -2,11 +2,12 @@
  *
  * y (n, M) = x (n, K) @ dequant(W (M, K)).T + bias, for Q4_K, Q5_K, Q6_K and Q8_0 W.
  *
- * x is quantized per row and block of 256 exactly as the VNNI path does (lv_q8.h:
- * round(x * 127 / amax), one f32 scale per block) and is the A operand (signed int8,
- * 16 x rows x 64 bytes of K per tile).  The weights are the B operand, unpacked per
- * call into panels of 16 rows in the tile's "VNNI quad" layout (B row kq holds, for
- * each weight row i, the 4 quants k = 4 kq .. 4 kq + 3 at bytes 4 i .. 4 i + 3).
+ * The weights are the A operand: unpacked per call into panels of 16 rows, in their
+ * natural order (16 weight rows x 64 bytes of K per tile, read with the row stride K,
+ * so no transposition).  x is quantized per row and block of 256 exactly as the VNNI
+ * path does (lv_q8.h: round(x * 127 / amax), one f32 scale per block) into groups of
+ * 16 rows in the B operand's "VNNI quad" layout (B row kq holds, for each x row j,
+ * the 4 values k = 4 kq .. 4 kq + 3 at bytes 4 j .. 4 j + 3).
  *
  * K-quant sub-block scales differ every 16 or 32 values, but a tile multiply sums over
  * 64.  Rather than one tile multiply per sub-block (each followed by float scaling of a
@@ -21,13 +22,13 @@
  * scale per 32 values: its two 32-blocks of a chunk go to two planes (each zero where
  * the other is not) and are scaled per chunk.
  *
- * The tile product C[j][i] = sum_k x[j][k] w[i][k] comes out with x rows as rows, so
- * each x row of the 16 x 16 output tile is one 64-byte store.  Every output element is
+ * The tile product C[i][j] = sum_k w[i][k] x[j][k] comes out with weight rows as rows;
+ * its float accumulators are transposed once per output tile.  Every output element is
  * computed by one thread with a fixed order of operations, whatever n, the thread count
  * or the row's position in the batch: a text gets the same vector alone or batched.
  *
  * Tiles (all 16 rows x 64 bytes): 0,1 = C lo/hi of x group 0, 2,3 = of x group 1,
- * 4,5 = A of x groups 0/1, 6,7 = B lo/hi.
+ * 4,5 = A lo/hi (weights), 6,7 = B of x groups 0/1.
  */
 #ifndef LV_AMX_H
 #define LV_AMX_H
@@ -44,17 +45,15 @@
 #define LV_AMX 0
 #endif
 
-/* One block of 256 values of a group of 16 quantized x rows (the A operand). */
+/* One block of 256 values of a group of 16 quantized x rows (the B operand). */
 typedef struct {
-    int8_t q[4][16][64];    /* chunk c (64 values), x row j: natural order */
+    int8_t q[4][16][64];    /* chunk c, quad row kq, bytes 4 j + t: x[j][64 c + 4 kq + t] */
     float d[16];            /* per row: amax / 127 (0 for a zero row) */
     float bsf[8][16];       /* per 32-value sub-block s, per row: d * (sum of quants) */
 } lv_amx_x;
 
-/* One block of 256 values of a panel of 16 weight rows (the B operand). */
+/* The scales of one block of 256 values of a panel of 16 weight rows. */
 typedef struct {
-    uint8_t lo[4][16][64];  /* chunk c, quad row kq, bytes 4 i + t: low byte of P */
-    uint8_t hi[4][16][64];  /* high byte of P (Q8_0: the second 32-block's quants) */
     float d[16];            /* per weight row: the super-block scale d */
     float mn[8][16];        /* per sub-block, per weight row: dmin * m_s (Q4_K, Q5_K);
                                Q8_0: the f16 scale of each 32-block */
@@ -90,15 +89,18 @@ static inline void lv_amx_release(void) { _tile_release(); }
 
 /* ------------------------------------------------------------- activations */
 /* Quantize x rows r0 .. r0 + nr - 1 (nr <= 16; the rest of the group is zero) of K
- * values into K / 256 blocks. */
-static inline void lv_amx_quant_group(const float *x, Py_ssize_t K, Py_ssize_t nr, lv_amx_x *out) {
+ * values into K / 256 blocks.  tmp: 16 * 256 bytes of scratch. */
+static inline void lv_amx_transpose16(__m512i r[16]);
+static inline void lv_amx_quant_group(const float *x, Py_ssize_t K, Py_ssize_t nr, lv_amx_x *out,
+                                      int8_t *tmp) {
     const Py_ssize_t nb = K / 256;
-    for (Py_ssize_t b = 0; b < nb; b++) memset(out + b, 0, sizeof(lv_amx_x));
-    for (Py_ssize_t j = 0; j < nr; j++) {
-        const float *xr = x + j * K;
-        for (Py_ssize_t b = 0; b < nb; b++) {
-            const float *xb = xr + b * 256;
-            lv_amx_x *o = out + b;
+    for (Py_ssize_t b = 0; b < nb; b++) {
+        lv_amx_x *o = out + b;
+        memset(tmp, 0, 16 * 256);
+        memset(o->d, 0, sizeof o->d);
+        memset(o->bsf, 0, sizeof o->bsf);
+        for (Py_ssize_t j = 0; j < nr; j++) {
+            const float *xb = x + j * K + b * 256;
             __m512 vmax = _mm512_setzero_ps();
             for (int e = 0; e < 256; e += 16)
                 vmax = _mm512_max_ps(vmax, _mm512_abs_ps(_mm512_loadu_ps(xb + e)));
@@ -106,18 +108,24 @@ static inline void lv_amx_quant_group(const float *x, Py_ssize_t K, Py_ssize_t n
             if (!(amax > 0.0f)) continue;     /* zero (or NaN) block: stays zero */
             const float id = 127.0f / amax, d = amax / 127.0f;
             const __m512 vid = _mm512_set1_ps(id);
-            for (int s = 0; s < 8; s++) {    /* 32 values: half a chunk */
+            const __m512i lim = _mm512_set1_epi32(127), nlim = _mm512_set1_epi32(-127);
+            for (int s = 0; s < 8; s++) {    /* 32 values */
                 __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(xb + 32 * s), vid));
                 __m512i q1 = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(xb + 32 * s + 16), vid));
-                const __m512i lim = _mm512_set1_epi32(127), nlim = _mm512_set1_epi32(-127);
                 q0 = _mm512_max_epi32(_mm512_min_epi32(q0, lim), nlim);
                 q1 = _mm512_max_epi32(_mm512_min_epi32(q1, lim), nlim);
-                int8_t *dst = &o->q[s >> 1][j][32 * (s & 1)];
+                int8_t *dst = tmp + 256 * j + 32 * s;
                 _mm_storeu_si128((__m128i *)dst, _mm512_cvtsepi32_epi8(q0));
                 _mm_storeu_si128((__m128i *)(dst + 16), _mm512_cvtsepi32_epi8(q1));
                 o->bsf[s][j] = d * (float)_mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
             }
             o->d[j] = d;
+        }
+        for (int c = 0; c < 4; c++) {          /* natural rows -> quad layout */
+            __m512i r[16];
+            for (int j = 0; j < 16; j++) r[j] = _mm512_loadu_si512(tmp + 256 * j + 64 * c);
+            lv_amx_transpose16(r);
+            for (int k = 0; k < 16; k++) _mm512_storeu_si512(o->q[c][k], r[k]);
         }
     }
 }
@@ -254,50 +262,40 @@ static inline Py_ssize_t lv_amx_row_bytes(int qtype, Py_ssize_t K) {
 }
 
 /* Unpack weight rows r0 .. r0 + nr - 1 (nr <= 16; missing rows are zero) of w (rows of
- * rb bytes) into nb panel blocks.  tmp: 2 * 16 * 256 bytes of scratch. */
+ * rb bytes) into the natural-order planes lo, hi (16 rows of K bytes each) and the
+ * per-block scales u[nb]. */
 static inline int lv_amx_unpack_panel(int qtype, const uint8_t *w, Py_ssize_t rb, Py_ssize_t nr,
-                                      Py_ssize_t nb, lv_amx_w *u, uint8_t *tmp) {
-    const Py_ssize_t bb = rb / nb;              /* bytes per 256 values */
-    uint8_t *tlo = tmp, *thi = tmp + 16 * 256;
-    for (Py_ssize_t b = 0; b < nb; b++) {
-        lv_amx_w *o = u + b;
-        if (nr < 16) {
-            memset(tmp, 0, 2 * 16 * 256);
-            memset(o->d, 0, sizeof o->d);
-            memset(o->mn, 0, sizeof o->mn);
-        }
-        for (Py_ssize_t i = 0; i < nr; i++)
-            if (lv_amx_unpack_row(qtype, w + i * rb + b * bb, (int)i, o, tlo + 256 * i, thi + 256 * i))
-                return -1;
-        for (int c = 0; c < 4; c++) {
-            __m512i r[16];
-            for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_si512(tlo + 256 * i + 64 * c);
-            lv_amx_transpose16(r);
-            for (int k = 0; k < 16; k++) _mm512_storeu_si512(o->lo[c][k], r[k]);
-            for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_si512(thi + 256 * i + 64 * c);
-            lv_amx_transpose16(r);
-            for (int k = 0; k < 16; k++) _mm512_storeu_si512(o->hi[c][k], r[k]);
-        }
+                                      Py_ssize_t nb, lv_amx_w *u, uint8_t *lo, uint8_t *hi) {
+    const Py_ssize_t bb = rb / nb, K = 256 * nb;   /* bytes per 256 values */
+    if (nr < 16) {
+        memset(lo, 0, 16 * K);
+        memset(hi, 0, 16 * K);
+        memset(u, 0, nb * sizeof(lv_amx_w));
     }
+    for (Py_ssize_t b = 0; b < nb; b++)
+        for (Py_ssize_t i = 0; i < nr; i++)
+            if (lv_amx_unpack_row(qtype, w + i * rb + b * bb, (int)i, u + b,
+                                  lo + i * K + 256 * b, hi + i * K + 256 * b))
+                return -1;
     return 0;
 }
 
 /* ------------------------------------------------------------------ compute */
-/* acc[j] (over the panel's 16 weight rows) += this block's contribution for x row j. */
+/* acc[i] (over the group's 16 x rows) += this block's contribution for weight row i. */
 static inline __attribute__((always_inline)) void
 lv_amx_post(const int32_t (*clo)[16], const int32_t (*chi)[16], const lv_amx_w *o,
             const lv_amx_x *xb, int mins, __m512 acc[16]) {
-    const __m512 dw = _mm512_loadu_ps(o->d);
-    for (int j = 0; j < 16; j++) {
-        const __m512i s = _mm512_add_epi32(_mm512_load_si512(clo[j]),
-                                           _mm512_slli_epi32(_mm512_load_si512(chi[j]), 8));
-        acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, _mm512_set1_ps(xb->d[j])), acc[j]);
+    const __m512 dx = _mm512_loadu_ps(xb->d);
+    for (int i = 0; i < 16; i++) {
+        const __m512i s = _mm512_add_epi32(_mm512_load_si512(clo[i]),
+                                           _mm512_slli_epi32(_mm512_load_si512(chi[i]), 8));
+        acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(_mm512_set1_ps(o->d[i]), dx), acc[i]);
     }
     if (mins)
         for (int s = 0; s < 8; s++) {
-            const __m512 mn = _mm512_loadu_ps(o->mn[s]);
-            for (int j = 0; j < 16; j++)
-                acc[j] = _mm512_fnmadd_ps(mn, _mm512_set1_ps(xb->bsf[s][j]), acc[j]);
+            const __m512 bs = _mm512_loadu_ps(xb->bsf[s]);
+            for (int i = 0; i < 16; i++)
+                acc[i] = _mm512_fnmadd_ps(_mm512_set1_ps(o->mn[s][i]), bs, acc[i]);
         }
 }
 
@@ -305,57 +303,65 @@ lv_amx_post(const int32_t (*clo)[16], const int32_t (*chi)[16], const lv_amx_w *
 static inline __attribute__((always_inline)) void
 lv_amx_post_q80(const int32_t (*ca)[16], const int32_t (*cb)[16], const lv_amx_w *o, int c,
                 const lv_amx_x *xb, __m512 acc[16]) {
-    const __m512 da = _mm512_loadu_ps(o->mn[2 * c]), db = _mm512_loadu_ps(o->mn[2 * c + 1]);
-    for (int j = 0; j < 16; j++) {
-        const __m512 dx = _mm512_set1_ps(xb->d[j]);
-        acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(ca[j])), _mm512_mul_ps(da, dx), acc[j]);
-        acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(cb[j])), _mm512_mul_ps(db, dx), acc[j]);
+    const __m512 dx = _mm512_loadu_ps(xb->d);
+    for (int i = 0; i < 16; i++) {
+        acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(ca[i])),
+                                 _mm512_mul_ps(_mm512_set1_ps(o->mn[2 * c][i]), dx), acc[i]);
+        acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(cb[i])),
+                                 _mm512_mul_ps(_mm512_set1_ps(o->mn[2 * c + 1][i]), dx), acc[i]);
     }
 }
 
-static inline void lv_amx_store(const __m512 acc[16], float *out, Py_ssize_t ldo, Py_ssize_t nrows,
+/* acc[i][j] (weight row i, x row j) + bias[i] -> out[j * ldo + i]. */
+static inline void lv_amx_store(__m512 acc[16], float *out, Py_ssize_t ldo, Py_ssize_t nrows,
                                 Py_ssize_t ncols, const float *bias) {
+    __m512i r[16];
+    for (int i = 0; i < 16; i++) r[i] = _mm512_castps_si512(acc[i]);
+    lv_amx_transpose16(r);
     const __mmask16 m = ncols >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << ncols) - 1);
     const __m512 bv = bias ? _mm512_maskz_loadu_ps(m, bias) : _mm512_setzero_ps();
     for (Py_ssize_t j = 0; j < nrows; j++)
-        _mm512_mask_storeu_ps(out + j * ldo, m, _mm512_add_ps(acc[j], bv));
+        _mm512_mask_storeu_ps(out + j * ldo, m, _mm512_add_ps(_mm512_castsi512_ps(r[j]), bv));
 }
 
-/* One panel (16 weight rows, nb blocks) against one or two x groups (16 rows each):
- * out rows of group 0 at out, of group 1 at out + 16 ldo. */
-static inline void lv_amx_panel(int qtype, const lv_amx_w *u, const lv_amx_x *x0, const lv_amx_x *x1,
-                                Py_ssize_t nb, float *out, Py_ssize_t ldo, Py_ssize_t nr0,
-                                Py_ssize_t nr1, Py_ssize_t ncols, const float *bias) {
+/* One panel (16 weight rows: planes lo/hi of row stride K, scales u[nb]) against one or
+ * two x groups (16 rows each): out rows of group 0 at out, of group 1 at out + 16 ldo. */
+static inline void lv_amx_panel(int qtype, const uint8_t *lo, const uint8_t *hi, const lv_amx_w *u,
+                                const lv_amx_x *x0, const lv_amx_x *x1, Py_ssize_t nb,
+                                float *out, Py_ssize_t ldo, Py_ssize_t nr0, Py_ssize_t nr1,
+                                Py_ssize_t ncols, const float *bias) {
     int32_t c0[16][16] __attribute__((aligned(64))), c1[16][16] __attribute__((aligned(64)));
     int32_t c2[16][16] __attribute__((aligned(64))), c3[16][16] __attribute__((aligned(64)));
     __m512 acc0[16], acc1[16];
-    for (int j = 0; j < 16; j++) acc0[j] = acc1[j] = _mm512_setzero_ps();
+    for (int i = 0; i < 16; i++) acc0[i] = acc1[i] = _mm512_setzero_ps();
     const int two = x1 != NULL;
     const int mins = qtype == 12 || qtype == 13;
+    const Py_ssize_t K = 256 * nb;
     for (Py_ssize_t b = 0; b < nb; b++) {
         const lv_amx_w *o = u + b;
-        const lv_amx_x *a0 = x0 + b, *a1 = two ? x1 + b : NULL;
+        const lv_amx_x *b0 = x0 + b, *b1 = two ? x1 + b : NULL;
+        const uint8_t *lb = lo + 256 * b, *hb = hi + 256 * b;
         if (qtype == 8) {
             for (int c = 0; c < 4; c++) {
                 _tile_zero(0); _tile_zero(1);
-                _tile_loadd(6, o->lo[c], 64);
-                _tile_loadd(7, o->hi[c], 64);
-                _tile_loadd(4, a0->q[c], 64);
+                _tile_loadd(4, lb + 64 * c, K);
+                _tile_loadd(5, hb + 64 * c, K);
+                _tile_loadd(6, b0->q[c], 64);
                 _tile_dpbssd(0, 4, 6);
-                _tile_dpbssd(1, 4, 7);
+                _tile_dpbssd(1, 5, 6);
                 if (two) {
                     _tile_zero(2); _tile_zero(3);
-                    _tile_loadd(5, a1->q[c], 64);
-                    _tile_dpbssd(2, 5, 6);
+                    _tile_loadd(7, b1->q[c], 64);
+                    _tile_dpbssd(2, 4, 7);
                     _tile_dpbssd(3, 5, 7);
                 }
                 _tile_stored(0, c0, 64);
                 _tile_stored(1, c1, 64);
-                lv_amx_post_q80((const int32_t (*)[16])c0, (const int32_t (*)[16])c1, o, c, a0, acc0);
+                lv_amx_post_q80((const int32_t (*)[16])c0, (const int32_t (*)[16])c1, o, c, b0, acc0);
                 if (two) {
                     _tile_stored(2, c2, 64);
                     _tile_stored(3, c3, 64);
-                    lv_amx_post_q80((const int32_t (*)[16])c2, (const int32_t (*)[16])c3, o, c, a1, acc1);
+                    lv_amx_post_q80((const int32_t (*)[16])c2, (const int32_t (*)[16])c3, o, c, b1, acc1);
                 }
             }
             continue;
@@ -363,24 +369,24 @@ static inline void lv_amx_panel(int qtype, const lv_amx_w *u, const lv_amx_x *x0
         _tile_zero(0); _tile_zero(1);
         if (two) { _tile_zero(2); _tile_zero(3); }
         for (int c = 0; c < 4; c++) {
-            _tile_loadd(6, o->lo[c], 64);
-            _tile_loadd(7, o->hi[c], 64);
-            _tile_loadd(4, a0->q[c], 64);
-            _tile_dpbsud(0, 4, 6);
-            if (qtype == 14) _tile_dpbssd(1, 4, 7); else _tile_dpbsud(1, 4, 7);
+            _tile_loadd(4, lb + 64 * c, K);
+            _tile_loadd(5, hb + 64 * c, K);
+            _tile_loadd(6, b0->q[c], 64);
+            _tile_dpbusd(0, 4, 6);
+            if (qtype == 14) _tile_dpbssd(1, 5, 6); else _tile_dpbusd(1, 5, 6);
             if (two) {
-                _tile_loadd(5, a1->q[c], 64);
-                _tile_dpbsud(2, 5, 6);
-                if (qtype == 14) _tile_dpbssd(3, 5, 7); else _tile_dpbsud(3, 5, 7);
+                _tile_loadd(7, b1->q[c], 64);
+                _tile_dpbusd(2, 4, 7);
+                if (qtype == 14) _tile_dpbssd(3, 5, 7); else _tile_dpbusd(3, 5, 7);
             }
         }
         _tile_stored(0, c0, 64);
         _tile_stored(1, c1, 64);
-        lv_amx_post((const int32_t (*)[16])c0, (const int32_t (*)[16])c1, o, a0, mins, acc0);
+        lv_amx_post((const int32_t (*)[16])c0, (const int32_t (*)[16])c1, o, b0, mins, acc0);
         if (two) {
             _tile_stored(2, c2, 64);
             _tile_stored(3, c3, 64);
-            lv_amx_post((const int32_t (*)[16])c2, (const int32_t (*)[16])c3, o, a1, mins, acc1);
+            lv_amx_post((const int32_t (*)[16])c2, (const int32_t (*)[16])c3, o, b1, mins, acc1);
         }
     }
     lv_amx_store(acc0, out, ldo, nr0, ncols, bias);
@@ -390,20 +396,22 @@ static inline void lv_amx_panel(int qtype, const lv_amx_w *u, const lv_amx_x *x0
 #else   /* !LV_AMX: the module still builds (and says it is unavailable) */
 static inline void lv_amx_configure(void) {}
 static inline void lv_amx_release(void) {}
-static inline void lv_amx_quant_group(const float *x, Py_ssize_t K, Py_ssize_t nr, lv_amx_x *out) {
-    (void)x; (void)K; (void)nr; (void)out;
+static inline void lv_amx_quant_group(const float *x, Py_ssize_t K, Py_ssize_t nr, lv_amx_x *out,
+                                      int8_t *tmp) {
+    (void)x; (void)K; (void)nr; (void)out; (void)tmp;
 }
 static inline Py_ssize_t lv_amx_row_bytes(int qtype, Py_ssize_t K) { (void)qtype; (void)K; return -1; }
 static inline int lv_amx_unpack_panel(int qtype, const uint8_t *w, Py_ssize_t rb, Py_ssize_t nr,
-                                      Py_ssize_t nb, lv_amx_w *u, uint8_t *tmp) {
-    (void)qtype; (void)w; (void)rb; (void)nr; (void)nb; (void)u; (void)tmp;
+                                      Py_ssize_t nb, lv_amx_w *u, uint8_t *lo, uint8_t *hi) {
+    (void)qtype; (void)w; (void)rb; (void)nr; (void)nb; (void)u; (void)lo; (void)hi;
     return -1;
 }
-static inline void lv_amx_panel(int qtype, const lv_amx_w *u, const lv_amx_x *x0, const lv_amx_x *x1,
-                                Py_ssize_t nb, float *out, Py_ssize_t ldo, Py_ssize_t nr0,
-                                Py_ssize_t nr1, Py_ssize_t ncols, const float *bias) {
-    (void)qtype; (void)u; (void)x0; (void)x1; (void)nb; (void)out; (void)ldo; (void)nr0; (void)nr1;
-    (void)ncols; (void)bias;
+static inline void lv_amx_panel(int qtype, const uint8_t *lo, const uint8_t *hi, const lv_amx_w *u,
+                                const lv_amx_x *x0, const lv_amx_x *x1, Py_ssize_t nb,
+                                float *out, Py_ssize_t ldo, Py_ssize_t nr0, Py_ssize_t nr1,
+                                Py_ssize_t ncols, const float *bias) {
+    (void)qtype; (void)lo; (void)hi; (void)u; (void)x0; (void)x1; (void)nb; (void)out; (void)ldo;
+    (void)nr0; (void)nr1; (void)ncols; (void)bias;
 }
 #endif
 
