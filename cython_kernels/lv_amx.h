@@ -194,6 +194,29 @@ static inline int lv_amx_unpack_row(int qtype, const uint8_t *blk, int i, lv_amx
         for (int s = 0; s < 8; s++) o->mn[s][i] = dmin * (float)mn[s];
         const uint8_t *qs = blk + (qtype == 12 ? 16 : 48);
         const uint8_t *qh = blk + 16;             /* Q5_K: bit 2c / 2c + 1 of qh[l] */
+        if (qtype == 12) {
+            /* 4-bit quants: P = q * sc by table lookup (VPSHUFB), one 16-entry table of
+             * low bytes and one of high bytes per sub-block, in the 128-bit lanes of the
+             * sub-block's 32 values */
+            const __m512i idx = _mm512_setr_epi32(0x00010000, 0x00030002, 0x00050004, 0x00070006,
+                                                  0x00090008, 0x000B000A, 0x000D000C, 0x000F000E,
+                                                  0x00010000, 0x00030002, 0x00050004, 0x00070006,
+                                                  0x00090008, 0x000B000A, 0x000D000C, 0x000F000E);
+            for (int c = 0; c < 4; c++) {
+                const __m512i scv = _mm512_inserti64x4(_mm512_set1_epi16(sc[2 * c]),
+                                                       _mm256_set1_epi16(sc[2 * c + 1]), 1);
+                const __m512i p = _mm512_mullo_epi16(idx, scv);   /* q * sc, q = 0..15, twice */
+                const __m512i tl = _mm512_castsi256_si512(_mm512_cvtepi16_epi8(p));
+                const __m512i th = _mm512_castsi256_si512(_mm512_cvtepi16_epi8(_mm512_srli_epi16(p, 8)));
+                const __m512i TL = _mm512_shuffle_i64x2(tl, tl, 0x50), TH = _mm512_shuffle_i64x2(th, th, 0x50);
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
+                const __m512i nib = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(v, m4)),
+                                                       _mm256_and_si256(_mm256_srli_epi16(v, 4), m4), 1);
+                _mm512_storeu_si512(plo + 64 * c, _mm512_shuffle_epi8(TL, nib));
+                _mm512_storeu_si512(phi + 64 * c, _mm512_shuffle_epi8(TH, nib));
+            }
+            return 0;
+        }
         for (int c = 0; c < 4; c++) {
             const __m256i v = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
             __m256i a = _mm256_and_si256(v, m4);
