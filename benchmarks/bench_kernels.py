@@ -161,3 +161,48 @@ class Attention:
         return self.flops / best / 1e9
 
     track_gflops.unit = "GFLOP/s"
+
+
+_F16_FIELDS[T.Q5_K] = (0, 2)
+
+
+class MatmulISA:
+    """The int8-activation matmul per ISA level: AMX tiles vs AVX-512 VNNI (and AVX2).
+
+    A level the CPU (or OS) does not run is skipped (asv shows it as n/a).
+    """
+
+    params = (["Q4_K", "Q5_K", "Q6_K", "Q8_0"], ["2304x768", "3072x768", "768x3072"],
+              [16, 128, 512, 2048], [1, 2], ["avx2", "avx512", "amx"])
+    param_names = ["qtype", "shape", "n", "threads", "isa"]
+    timeout = 120
+
+    def setup(self, qtype, shape, n, threads, isa):
+        from lodevec.kernels import isa as _isa
+        from lodevec.kernels import runtime
+
+        if isa not in _isa.supported_levels():
+            raise NotImplementedError(f"{isa} does not run here")
+        self.using = runtime.using(isa)
+        self.using.__enter__()
+        m, k = (int(v) for v in shape.split("x"))
+        self.w = synthetic_tensor(T[qtype], m, k)
+        self.x = np.random.default_rng(1).standard_normal((n, k)).astype(np.float32)
+        self.out = np.empty((n, m), np.float32)
+        self.flops = 2.0 * n * m * k
+        kernels.set_num_threads(threads)
+        kernels.matmul(self.x, self.w, out=self.out)
+
+    def teardown(self, qtype, shape, n, threads, isa):
+        self.using.__exit__(None, None, None)
+
+    def time_matmul(self, qtype, shape, n, threads, isa):
+        kernels.matmul(self.x, self.w, out=self.out)
+
+    def track_gflops(self, qtype, shape, n, threads, isa):
+        reps = max(1, int(2e9 // self.flops))
+        best = min(timeit.repeat(lambda: kernels.matmul(self.x, self.w, out=self.out),
+                                 number=reps, repeat=5)) / reps
+        return self.flops / best / 1e9
+
+    track_gflops.unit = "GFLOP/s"

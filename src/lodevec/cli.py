@@ -33,6 +33,22 @@ def _ints(s: str) -> list[int]:
     return vals
 
 
+def _levels(s: str) -> list[str]:
+    from .kernels import isa
+
+    if s.strip() == "all":
+        return list(isa.supported_levels())
+    levels = [x.strip() for x in s.split(",") if x.strip()]
+    if not levels:
+        raise argparse.ArgumentTypeError("expected ISA levels, e.g. avx512,amx, or 'all'")
+    for level in levels:
+        try:
+            isa.choose(level, "--isa")
+        except isa.UnsupportedISAError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    return levels
+
+
 def _positive(s: str) -> int:
     try:
         v = int(s)
@@ -166,15 +182,16 @@ def cmd_bench(args, out) -> int:
     enc = _open_encoder(args)
     if not args.json:
         out.write(f"model {enc.model.path.name}  threads {args.threads or 'all'}\n")
-        out.write(f"{'seq_len':>8} {'batch':>6} {'tokens/s':>10} {'ms/batch':>10}\n")
+        out.write(f"{'isa':>8} {'seq_len':>8} {'batch':>6} {'tokens/s':>10} {'ms/batch':>10}\n")
     from .bench.model import run_model_bench
 
-    for row in run_model_bench(enc, args.seq_len, args.batch, min_time=args.min_time):
+    for row in run_model_bench(enc, args.seq_len, args.batch, min_time=args.min_time,
+                               levels=args.isa):
         if args.json:
             _print_json(row, out)
         else:
-            out.write(f"{row['seq_len']:>8} {row['batch']:>6} {row['tokens_per_s']:>10.1f} "
-                      f"{row['ms_per_batch']:>10.2f}\n")
+            out.write(f"{row['isa']:>8} {row['seq_len']:>8} {row['batch']:>6} "
+                      f"{row['tokens_per_s']:>10.1f} {row['ms_per_batch']:>10.2f}\n")
         out.flush()
     return EXIT_OK
 
@@ -425,6 +442,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seq-len", type=_ints, default=[16, 128, 512])
     sp.add_argument("--batch", type=_ints, default=[1, 16])
     sp.add_argument("--min-time", type=float, default=2.0, help="seconds of timed runs per shape")
+    sp.add_argument("--isa", type=_levels, default=None,
+                    help="(model) comma-separated ISA levels to run in turn, or 'all' "
+                         "(default: the level in use)")
     sp.add_argument("--rows", type=_positive, default=100_000, help="(search) table rows")
     sp.add_argument("--dim", type=_positive, default=768, help="(search) vector dimension")
     sp.add_argument("--queries", type=_positive, default=200, help="(search) number of queries")

@@ -140,3 +140,17 @@ def test_conformance_at_every_level(level):
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800,
                        cwd=TESTS.parent)
     assert r.returncode == 0, f"at LODEVEC_ISA={level}:\n{r.stdout[-4000:]}\n{r.stderr[-2000:]}"
+
+
+def test_bench_runs_each_isa_level_asked_for():
+    model = TESTS / "fixtures" / "nomic-tiny" / "tiny-nomic-v1.5.Q4_K_M.gguf"
+    cmd = [sys.executable, "-m", "lodevec", "bench", "-m", str(model), "--seq-len", "16",
+           "--batch", "1", "--threads", "1", "--min-time", "0", "--json", "--isa", "all"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    import json
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [row["isa"] for row in rows] == list(SUPPORTED)
+    assert all(row["tokens_per_s"] > 0 for row in rows)
+    bad = subprocess.run(cmd[:-1] + ["avx9"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "--isa='avx9': unknown kernel ISA level" in bad.stderr

@@ -20,17 +20,39 @@ def synthetic_batch(encoder: Encoder, seq_len: int, batch: int, seed: int = 0) -
 
 
 def run_model_bench(encoder: Encoder, seq_lens: Sequence[int], batches: Sequence[int],
-                    min_time: float = 2.0, min_repeats: int = 3, warmup: int = 1) -> Iterator[dict]:
-    """Time ``backend.forward`` per (seq_len, batch) shape.
+                    min_time: float = 2.0, min_repeats: int = 3, warmup: int = 1,
+                    levels: Sequence[str] | None = None) -> Iterator[dict]:
+    """Time ``backend.forward`` per (seq_len, batch) shape, at each ISA level asked for.
 
     Each shape gets ``warmup`` untimed forwards, then at least ``min_repeats`` timed ones
-    and at least ``min_time`` seconds; the median is reported.
+    and at least ``min_time`` seconds; the median is reported.  ``levels`` (default: the
+    level in use) are run one after the other in this process (``runtime.using``).
 
     Yields:
-        ``{"seq_len", "batch", "tokens_per_s", "ms_per_batch", "repeats", "threads"}``.
-    """
-    from .. import kernels
+        ``{"isa", "seq_len", "batch", "tokens_per_s", "ms_per_batch", "repeats",
+        "threads"}``.
 
+    Raises:
+        UnsupportedISAError: a level in ``levels`` is unknown, not built, or beyond this CPU.
+    """
+    from ..kernels import isa, runtime
+
+    if not levels:
+        yield from _bench_level(encoder, seq_lens, batches, min_time, min_repeats, warmup)
+        return
+    for level in levels:
+        isa.choose(level, "bench --isa")
+    for level in levels:
+        with runtime.using(level):
+            yield from _bench_level(encoder, seq_lens, batches, min_time, min_repeats, warmup)
+
+
+def _bench_level(encoder: Encoder, seq_lens: Sequence[int], batches: Sequence[int],
+                 min_time: float, min_repeats: int, warmup: int) -> Iterator[dict]:
+    from .. import kernels
+    from ..kernels import runtime
+
+    level = runtime.current().level
     for seq_len in seq_lens:
         if not 2 <= seq_len <= encoder.max_tokens:
             raise ValueError(f"seq_len {seq_len} must be in 2..{encoder.max_tokens}")
@@ -49,6 +71,6 @@ def run_model_bench(encoder: Encoder, seq_lens: Sequence[int], batches: Sequence
                 if len(times) >= 1000:
                     break
             med = float(np.median(times))
-            yield {"seq_len": seq_len, "batch": b, "tokens_per_s": round(seq_len * b / med, 1),
+            yield {"isa": level, "seq_len": seq_len, "batch": b, "tokens_per_s": round(seq_len * b / med, 1),
                    "ms_per_batch": round(med * 1e3, 3), "repeats": len(times),
                    "threads": kernels.get_num_threads()}
