@@ -6,10 +6,11 @@ level's flags); every other kernel of that level is the AVX-512 one.  The tile
 permission (Linux ``arch_prctl(ARCH_REQ_XCOMP_PERM)``) is requested by the CPU probe
 before this module is ever imported (kernels/isa.py).
 
-Work split: x is quantized once per call into groups of 16 rows (the A tiles).  The
-weight rows are cut into panels of 16 (the B tiles); threads take contiguous runs of
-panels statically, unpack each panel once per call into a per-thread buffer, and
-stream every x group past it (two groups per pass: four C tiles).  Each output
+Work split: x is quantized once per call into groups of 16 rows (the B tiles).  The
+weight rows are cut into panels of 16 (the A tiles); each thread takes a contiguous
+run of panels, unpacks them once per call into its own buffer (two bytes per weight),
+then streams x past them a block of groups at a time (two groups per tile pass: four C
+tiles).  Each output
 element is computed by one thread with a fixed sequence of operations, so results
 depend neither on the thread count nor on n.
 """
@@ -39,9 +40,14 @@ cdef extern from "lv_amx.h" nogil:
                       Py_ssize_t ldo, Py_ssize_t nr0, Py_ssize_t nr1, Py_ssize_t ncols,
                       const float *bias)
     void lv_omp_barrier()
+    Py_ssize_t lv_amx_first(Py_ssize_t n, int next)
 
 cdef extern from "stdlib.h" nogil:
     void *aligned_alloc(size_t alignment, size_t size)
+
+# Quantized x per pass over a thread's weight panels (kept in L2 while they pass by;
+# streaming all of a large batch past every panel measured slower, docs/performance.md)
+cdef Py_ssize_t X_BLOCK_BYTES = 512 * 1024
 
 # GGML type ids: Q8_0, Q4_K, Q5_K, Q6_K
 _TYPES = (8, 12, 13, 14)
@@ -90,56 +96,75 @@ def matmul_amx(const float[:, ::1] x, int qtype, const uint8_t[:, ::1] w, Py_ssi
     cdef Py_ssize_t rb = w.shape[1]
     cdef Py_ssize_t ngroups = (n + 15) // 16
     cdef Py_ssize_t npanels = (M + 15) // 16
+    # x groups per pass over a thread's panels: a block of ~X_BLOCK_BYTES stays in L2
+    cdef Py_ssize_t xgb = max(2, X_BLOCK_BYTES // (nb * <Py_ssize_t>lv_amx_x_size()) // 2 * 2)
     cdef const float *xp = &x[0, 0]
     cdef const uint8_t *wp = &w[0, 0]
     cdef float *op = &out[0, 0]
     cdef const float *bp = &bias[0] if bias is not None else NULL
     cdef size_t xsz = ngroups * nb * lv_amx_x_size()
-    cdef size_t usz = nb * lv_amx_w_size()
     cdef lv_amx_x *xq = <lv_amx_x *>aligned_alloc(64, xsz)
     if xq == NULL:
         raise MemoryError("AMX matmul: cannot allocate the quantized activations")
-    cdef Py_ssize_t g, p, g0, nr0, nr1, p0, ncols
+    cdef Py_ssize_t g, p, q, g0, g1, x0, nr0, nr1, p0, ncols, pb, pe, npm
     cdef lv_amx_w *u = NULL
     cdef uint8_t *lo = NULL
     cdef uint8_t *hi = NULL
     cdef int8_t *tmp = NULL
-    cdef int failed = 0
-    cdef int qfailed = 0
+    cdef int failed[1]     # set by any thread that could not allocate (shared, not private)
+    failed[0] = 0
     with nogil, parallel(num_threads=nthreads):
-        u = <lv_amx_w *>aligned_alloc(64, usz)
-        lo = <uint8_t *>aligned_alloc(64, 16 * K)     # the panel's two byte planes
-        hi = <uint8_t *>aligned_alloc(64, 16 * K)
+        # this thread's panels, unpacked once per call (2 bytes per weight + scales)
+        pb = lv_amx_first(npanels, 0)
+        pe = lv_amx_first(npanels, 1)
+        npm = max(pe - pb, 1)
+        u = <lv_amx_w *>aligned_alloc(64, npm * nb * lv_amx_w_size())
+        lo = <uint8_t *>aligned_alloc(64, npm * 16 * K)
+        hi = <uint8_t *>aligned_alloc(64, npm * 16 * K)
         tmp = <int8_t *>aligned_alloc(64, 16 * 256)
         lv_amx_configure()
         for g in prange(ngroups, schedule="static"):
             if tmp != NULL:
                 lv_amx_quant_group(xp + g * 16 * K, K, min(16, n - g * 16), xq + g * nb, tmp)
             else:
-                qfailed += 1
+                failed[0] = 1
+        if u == NULL or lo == NULL or hi == NULL:
+            failed[0] = 1
+        else:
+            for p in range(pb, pe):
+                q = p - pb
+                if lv_amx_unpack_panel(qtype, wp + p * 16 * rb, rb, min(16, M - p * 16), nb,
+                                       u + q * nb, lo + q * 16 * K, hi + q * 16 * K) != 0:
+                    failed[0] = 1
         lv_omp_barrier()    # every x group is quantized before any panel reads them
-        for p in prange(npanels, schedule="static"):
-            p0 = p * 16
-            ncols = min(16, M - p0)
-            if u == NULL or lo == NULL or hi == NULL or \
-                    lv_amx_unpack_panel(qtype, wp + p0 * rb, rb, ncols, nb, u, lo, hi) != 0:
-                failed += 1
-                continue
-            for g0 in range(0, ngroups, 2):
-                nr0 = min(16, n - g0 * 16)
-                if g0 + 1 < ngroups:
-                    nr1 = min(16, n - (g0 + 1) * 16)
-                    lv_amx_panel(qtype, lo, hi, u, xq + g0 * nb, xq + (g0 + 1) * nb, nb,
-                                 op + g0 * 16 * M + p0, M, nr0, nr1, ncols,
-                                 bp + p0 if bp != NULL else NULL)
-                else:
-                    lv_amx_panel(qtype, lo, hi, u, xq + g0 * nb, NULL, nb, op + g0 * 16 * M + p0, M,
-                                 nr0, 0, ncols, bp + p0 if bp != NULL else NULL)
+        if u != NULL and lo != NULL and hi != NULL:
+            x0 = 0
+            while x0 < ngroups:
+                g1 = min(x0 + xgb, ngroups)
+                for p in range(pb, pe):
+                    q = p - pb
+                    p0 = p * 16
+                    ncols = min(16, M - p0)
+                    g0 = x0
+                    while g0 < g1:
+                        nr0 = min(16, n - g0 * 16)
+                        if g0 + 1 < g1:
+                            nr1 = min(16, n - (g0 + 1) * 16)
+                            lv_amx_panel(qtype, lo + q * 16 * K, hi + q * 16 * K, u + q * nb,
+                                         xq + g0 * nb, xq + (g0 + 1) * nb, nb,
+                                         op + g0 * 16 * M + p0, M, nr0, nr1, ncols,
+                                         bp + p0 if bp != NULL else NULL)
+                        else:
+                            lv_amx_panel(qtype, lo + q * 16 * K, hi + q * 16 * K, u + q * nb,
+                                         xq + g0 * nb, NULL, nb, op + g0 * 16 * M + p0, M,
+                                         nr0, 0, ncols, bp + p0 if bp != NULL else NULL)
+                        g0 = g0 + 2
+                x0 = g1
         lv_amx_release()
         free(u)
         free(lo)
         free(hi)
         free(tmp)
     free(xq)
-    if failed or qfailed:
+    if failed[0]:
         raise MemoryError("AMX matmul: cannot allocate the per-thread buffers")

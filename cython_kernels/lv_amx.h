@@ -60,6 +60,18 @@ typedef struct {
 } lv_amx_w;
 
 static inline int lv_amx_available(void) { return LV_AMX; }
+
+/* This thread's share [lv_amx_first(n, 0), lv_amx_first(n, 1)) of n items: contiguous
+ * equal runs (returned by value: Cython keeps variables assigned in a parallel block
+ * private, but not ones passed by address). */
+static inline Py_ssize_t lv_amx_first(Py_ssize_t n, int next) {
+#ifdef _OPENMP
+    const Py_ssize_t t = omp_get_thread_num() + next, nt = omp_get_num_threads();
+#else
+    const Py_ssize_t t = next, nt = 1;
+#endif
+    return n * t / nt;
+}
 static inline size_t lv_amx_x_size(void) { return sizeof(lv_amx_x); }
 static inline size_t lv_amx_w_size(void) { return sizeof(lv_amx_w); }
 

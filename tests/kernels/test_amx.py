@@ -60,6 +60,7 @@ def _rel_err(out, x, w_f32, bias):
 
 @pytest.mark.parametrize(("n", "rows", "cols"), [
     (1, 16, 256), (7, 45, 512), (16, 32, 768), (17, 33, 256), (33, 50, 768), (100, 16, 512),
+    (1800, 20, 256),    # x in several blocks of groups per pass (X_BLOCK_BYTES), odd tail
 ])
 @pytest.mark.parametrize("qtype", AMX_TYPES, ids=lambda t: t.name)
 def test_amx_matmul_matches_the_oracle_at_any_thread_count(qtype, n, rows, cols):
