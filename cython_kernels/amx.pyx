@@ -114,10 +114,12 @@ def matmul_amx(const float[:, ::1] x, int qtype, const uint8_t[:, ::1] w, Py_ssi
     cdef int failed[1]     # set by any thread that could not allocate (shared, not private)
     failed[0] = 0
     with nogil, parallel(num_threads=nthreads):
-        # this thread's panels, unpacked once per call (2 bytes per weight + scales)
+        # this thread's panels, unpacked once per call (2 bytes per weight + scales): all
+        # of them first when x takes several passes, else each just before its pass (a
+        # buffer of one panel: no page faults of a fresh multi-MiB buffer per call)
         pb = lv_amx_first(npanels, 0)
         pe = lv_amx_first(npanels, 1)
-        npm = max(pe - pb, 1)
+        npm = 1 if ngroups <= xgb else max(pe - pb, 1)
         u = <lv_amx_w *>aligned_alloc(64, npm * nb * lv_amx_w_size())
         lo = <uint8_t *>aligned_alloc(64, npm * 16 * K)
         hi = <uint8_t *>aligned_alloc(64, npm * 16 * K)
@@ -130,7 +132,7 @@ def matmul_amx(const float[:, ::1] x, int qtype, const uint8_t[:, ::1] w, Py_ssi
                 failed[0] = 1
         if u == NULL or lo == NULL or hi == NULL:
             failed[0] = 1
-        else:
+        elif npm > 1:
             for p in range(pb, pe):
                 q = p - pb
                 if lv_amx_unpack_panel(qtype, wp + p * 16 * rb, rb, min(16, M - p * 16), nb,
@@ -142,9 +144,12 @@ def matmul_amx(const float[:, ::1] x, int qtype, const uint8_t[:, ::1] w, Py_ssi
             while x0 < ngroups:
                 g1 = min(x0 + xgb, ngroups)
                 for p in range(pb, pe):
-                    q = p - pb
+                    q = p - pb if npm > 1 else 0
                     p0 = p * 16
                     ncols = min(16, M - p0)
+                    if npm == 1 and lv_amx_unpack_panel(qtype, wp + p0 * rb, rb, ncols, nb, u, lo,
+                                                        hi) != 0:
+                        failed[0] = 1
                     g0 = x0
                     while g0 < g1:
                         nr0 = min(16, n - g0 * 16)
