@@ -59,6 +59,8 @@ typedef struct {
                                Q8_0: the f16 scale of each 32-block */
 } lv_amx_w;
 
+_Static_assert(sizeof(lv_amx_w) == 144 * sizeof(float), "amx.pyx W_FLOATS");
+
 static inline int lv_amx_available(void) { return LV_AMX; }
 
 /* This thread's share [lv_amx_first(n, 0), lv_amx_first(n, 1)) of n items: contiguous

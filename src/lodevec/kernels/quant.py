@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import threading
+import weakref
+
 import numpy as np
 
 from ..gguf.constants import GGMLQuantizationType
@@ -80,6 +83,31 @@ _AMX_TYPES = frozenset(int(t) for t in (GGMLQuantizationType.Q4_K, GGMLQuantizat
                                         GGMLQuantizationType.Q6_K, GGMLQuantizationType.Q8_0))
 
 
+# Weights repacked for the AMX tiles (amx.repack: 2 + 9/64 bytes per weight), kept for
+# as long as the tensor lives: a forward then reads the tile layout directly instead of
+# unpacking every K-quant block again (all the work at small n).
+_amx_packed: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+_amx_lock = threading.Lock()
+
+
+def _amx_repacked(k, w: QuantTensor, qt: int, raw: np.ndarray, threads: int):
+    key = id(w)
+    packed = _amx_packed.get(key)
+    if packed is None:
+        with _amx_lock:
+            packed = _amx_packed.get(key)
+            if packed is None:
+                packed = k.amx.repack(qt, raw, w.cols, threads)
+                _amx_packed[key] = packed
+                weakref.finalize(w, _amx_packed.pop, key, None)
+    return packed
+
+
+def amx_repacked_bytes() -> int:
+    """Memory held by weights repacked for the AMX tiles (all live tensors)."""
+    return sum(p.nbytes + s.nbytes for p, s in list(_amx_packed.values()))
+
+
 def int8_types() -> frozenset[int]:
     """GGML type ids the level in use multiplies with int8 activations (``"auto"`` mode,
     K a multiple of 256); every other type takes the exact f32 path."""
@@ -130,7 +158,9 @@ def matmul(x: np.ndarray, w: QuantTensor, bias: np.ndarray | None = None,
     k = runtime.compiled
     if k.amx is not None and qt in _AMX_TYPES and runtime.get_matmul_mode() == "auto" \
             and w.cols % 256 == 0:
-        k.amx.matmul_amx(x, qt, raw, w.cols, bias, out, runtime.resolve(threads))
+        nt = runtime.resolve(threads)
+        planes, scales = _amx_repacked(k, w, qt, raw, nt)
+        k.amx.matmul_packed(x, qt, planes, scales, w.rows, bias, out, nt)
     elif qt in _INT8_TYPES and runtime.get_matmul_mode() == "auto" and k.int8 and w.cols % 256 == 0:
         k.qmatmul.matmul_q8(x, qt, raw, w.cols, bias, out, runtime.resolve(threads))
     else:
