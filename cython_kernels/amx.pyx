@@ -123,18 +123,86 @@ def repack(int qtype, const uint8_t[:, ::1] w, Py_ssize_t cols, int nthreads=1):
     return planes, scales
 
 
+@cython.boundscheck(False)
+@cython.wraparound(False)
 def matmul_amx(const float[:, ::1] x, int qtype, const uint8_t[:, ::1] w, Py_ssize_t cols,
                const float[::1] bias, float[:, ::1] out, int nthreads=1):
-    """out (n, M) = x (n, K) @ dequant(w (M, row_bytes), K).T + bias on AMX tiles
-    (:func:`repack` then :func:`matmul_packed`; callers that multiply the same weight
-    again keep the repacked form).
+    """out (n, M) = x (n, K) @ dequant(w (M, row_bytes), K).T + bias on AMX tiles,
+    unpacking each panel of 16 weight rows just before its tiles run (a one-panel
+    buffer per thread).  Bit-identical to :func:`matmul_packed` of :func:`repack`: it
+    reads 4.5-6.6 bits per weight instead of 16, and at small n (one x group) reading
+    the weights is the work; at larger n the repacked form saves the unpacking.
 
     Raises ValueError for a type not in supported_types(), K not a multiple of 256,
     or inconsistent shapes; RuntimeError when the kernels are not compiled in.
     """
-    _check(x.shape[0], x.shape[1], qtype, w.shape[0], cols, out, bias)
-    planes, scales = repack(qtype, w, cols, nthreads)
-    matmul_packed(x, qtype, planes, scales, w.shape[0], bias, out, nthreads)
+    cdef Py_ssize_t n = x.shape[0]
+    cdef Py_ssize_t K = x.shape[1]
+    cdef Py_ssize_t M = w.shape[0]
+    _check(n, K, qtype, M, cols, out, bias)
+    if w.shape[1] != lv_amx_row_bytes(qtype, K):
+        raise ValueError(f"AMX matmul: weight rows have {w.shape[1]} bytes, "
+                         f"expected {lv_amx_row_bytes(qtype, K)}")
+    if n == 0 or M == 0:
+        return
+    nthreads = max(nthreads, 1)
+    cdef Py_ssize_t nb = K // 256
+    cdef Py_ssize_t rb = w.shape[1]
+    cdef Py_ssize_t ngroups = (n + 15) // 16
+    cdef Py_ssize_t npanels = (M + 15) // 16
+    cdef const float *xp = &x[0, 0]
+    cdef const uint8_t *wp = &w[0, 0]
+    cdef float *op = &out[0, 0]
+    cdef const float *bp = &bias[0] if bias is not None else NULL
+    cdef lv_amx_x *xq = <lv_amx_x *>aligned_alloc(64, ngroups * nb * lv_amx_x_size())
+    if xq == NULL:
+        raise MemoryError("AMX matmul: cannot allocate the quantized activations")
+    cdef Py_ssize_t g, p, g0, nr0, nr1, p0, ncols
+    cdef lv_amx_w *u = NULL
+    cdef uint8_t *lo = NULL
+    cdef uint8_t *hi = NULL
+    cdef int8_t *tmp = NULL
+    cdef int failed[1]     # set by a thread that could not allocate (shared, not private)
+    failed[0] = 0
+    with nogil, parallel(num_threads=nthreads):
+        u = <lv_amx_w *>aligned_alloc(64, nb * lv_amx_w_size())
+        lo = <uint8_t *>aligned_alloc(64, 16 * K)
+        hi = <uint8_t *>aligned_alloc(64, 16 * K)
+        tmp = <int8_t *>aligned_alloc(64, 16 * 256)
+        lv_amx_configure()
+        for g in prange(ngroups, schedule="static"):
+            if tmp != NULL:
+                lv_amx_quant_group(xp + g * 16 * K, K, min(16, n - g * 16), xq + g * nb, tmp)
+            else:
+                failed[0] = 1
+        lv_omp_barrier()    # every x group is quantized before any panel reads them
+        for p in prange(npanels, schedule="static"):
+            p0 = p * 16
+            ncols = min(16, M - p0)
+            if u == NULL or lo == NULL or hi == NULL or \
+                    lv_amx_unpack_panel(qtype, wp + p0 * rb, rb, ncols, nb, u, lo, hi) != 0:
+                failed[0] = 1
+                continue
+            g0 = 0
+            while g0 < ngroups:
+                nr0 = min(16, n - g0 * 16)
+                if g0 + 1 < ngroups:
+                    nr1 = min(16, n - (g0 + 1) * 16)
+                    lv_amx_panel(qtype, lo, hi, u, xq + g0 * nb, xq + (g0 + 1) * nb, nb,
+                                 op + g0 * 16 * M + p0, M, nr0, nr1, ncols,
+                                 bp + p0 if bp != NULL else NULL)
+                else:
+                    lv_amx_panel(qtype, lo, hi, u, xq + g0 * nb, NULL, nb, op + g0 * 16 * M + p0,
+                                 M, nr0, 0, ncols, bp + p0 if bp != NULL else NULL)
+                g0 = g0 + 2
+        lv_amx_release()
+        free(u)
+        free(lo)
+        free(hi)
+        free(tmp)
+    free(xq)
+    if failed[0]:
+        raise MemoryError("AMX matmul: cannot allocate the per-thread buffers")
 
 
 @cython.boundscheck(False)

@@ -90,6 +90,48 @@ def test_a_row_gets_the_same_result_alone_or_anywhere_in_a_batch(qtype):
     assert np.array_equal(_amx(np.ascontiguousarray(x[shuffled]), qtype, raw), batch[shuffled])
 
 
+@pytest.mark.parametrize("qtype", AMX_TYPES, ids=lambda t: t.name)
+def test_the_repacked_weight_gives_identical_bits(qtype):
+    """kernels.matmul unpacks per call for one x group and reads a repacked copy above
+    that: the choice by n must never change a result."""
+    raw, x, _ = _case(qtype, 40, 33, 512, 7 + int(qtype))
+    planes, scales = amx.repack(int(qtype), raw, 512, 2)
+    assert planes.shape == (2, 48, 512) and planes.dtype == np.uint8
+    assert scales.shape == (3, 2, amx.W_FLOATS) and not planes[:, 33:].any()
+    for n in (1, 16, 17, 40):
+        streamed = _amx(np.ascontiguousarray(x[:n]), qtype, raw, threads=2)
+        packed = np.full_like(streamed, np.nan)
+        amx.matmul_packed(np.ascontiguousarray(x[:n]), int(qtype), planes, scales, 33, None,
+                          packed, 1)
+        assert np.array_equal(streamed, packed), n
+    with pytest.raises(ValueError, match=r"repacked weight has planes \(2, 48, 512\).*expected "
+                                         r"\(2, 32, 512\)"):
+        amx.matmul_packed(x, int(qtype), planes, scales, 20, None, np.empty((40, 20), np.float32))
+
+
+def test_kernels_matmul_keeps_the_repacked_weight_with_the_tensor():
+    import gc
+
+    from lodevec import kernels
+    from lodevec.gguf.tensors import QuantTensor
+    from lodevec.kernels import quant, runtime
+
+    raw, x, w_f32 = _case(T.Q4_K, 64, 40, 512, 11)
+    with runtime.using("amx"):
+        before = quant.amx_repacked_bytes()
+        w = QuantTensor("blk.0.ffn_up.weight", T.Q4_K, 40, 512, raw)
+        small = kernels.matmul(np.ascontiguousarray(x[:3]), w)     # one group: unpacked per call
+        assert quant.amx_repacked_bytes() == before
+        big = kernels.matmul(x, w)                                   # repacked, kept
+        assert quant.amx_repacked_bytes() == before + 2 * 48 * 512 + 3 * 2 * amx.W_FLOATS * 4
+        assert np.array_equal(kernels.matmul(np.ascontiguousarray(x[:3]), w), small)
+        assert np.array_equal(big[:3], small)
+        del w
+        gc.collect()
+        assert quant.amx_repacked_bytes() == before                  # freed with the tensor
+    assert _rel_err(big, x, w_f32, None).max() < 1e-2
+
+
 def test_zero_constant_and_nan_free_rows():
     raw, x, w_f32 = _case(T.Q4_K, 5, 20, 256, 3)
     x[1] = 0.0

@@ -86,6 +86,11 @@ _AMX_TYPES = frozenset(int(t) for t in (GGMLQuantizationType.Q4_K, GGMLQuantizat
 # Weights repacked for the AMX tiles (amx.repack: 2 + 9/64 bytes per weight), kept for
 # as long as the tensor lives: a forward then reads the tile layout directly instead of
 # unpacking every K-quant block again (all the work at small n).
+# Up to AMX_UNPACK_ROWS rows of x (one tile group) the weight is unpacked per call
+# instead: reading 4.5-6.6 bits per weight beats reading 16 when that is all the work,
+# and a query-only process never holds the repacked copy.  Both give identical bits,
+# so the choice by n cannot change a text's vector.
+AMX_UNPACK_ROWS = 16
 _amx_packed: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 _amx_lock = threading.Lock()
 
@@ -159,8 +164,11 @@ def matmul(x: np.ndarray, w: QuantTensor, bias: np.ndarray | None = None,
     if k.amx is not None and qt in _AMX_TYPES and runtime.get_matmul_mode() == "auto" \
             and w.cols % 256 == 0:
         nt = runtime.resolve(threads)
-        planes, scales = _amx_repacked(k, w, qt, raw, nt)
-        k.amx.matmul_packed(x, qt, planes, scales, w.rows, bias, out, nt)
+        if n <= AMX_UNPACK_ROWS and id(w) not in _amx_packed:
+            k.amx.matmul_amx(x, qt, raw, w.cols, bias, out, nt)
+        else:
+            planes, scales = _amx_repacked(k, w, qt, raw, nt)
+            k.amx.matmul_packed(x, qt, planes, scales, w.rows, bias, out, nt)
     elif qt in _INT8_TYPES and runtime.get_matmul_mode() == "auto" and k.int8 and w.cols % 256 == 0:
         k.qmatmul.matmul_q8(x, qt, raw, w.cols, bias, out, runtime.resolve(threads))
     else:
