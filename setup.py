@@ -59,6 +59,27 @@ elif X86_64:
     }
 else:
     LEVELS = {"baseline": []}
+
+
+def _compiler_takes(flags: list[str]) -> bool:
+    """Whether the C compiler accepts ``flags`` (an older gcc/clang has no -mamx-*)."""
+    import subprocess
+    import sysconfig
+
+    cc = (os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc").split()
+    try:
+        r = subprocess.run([*cc, *flags, "-x", "c", "-c", "-", "-o", os.devnull],
+                           input=b"int main(void) { return 0; }\n", capture_output=True,
+                           timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return r.returncode == 0
+
+
+if "amx" in LEVELS and not _compiler_takes(LEVELS["amx"]):
+    print("lodevec: the C compiler does not take the AMX flags; building without the amx "
+          "level (the avx512 level serves AMX CPUs)", file=sys.stderr)
+    del LEVELS["amx"]
 _only = [s.strip() for s in os.environ.get("LODEVEC_BUILD_LEVELS", "").split(",") if s.strip()]
 if _only:
     unknown = sorted(set(_only) - set(LEVELS))
