@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFValueType
 
 from .. import errors
+from .constants import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFValueType
 
 #: more keys, tensors, array items, string bytes or dimensions than these is corruption,
 #: whatever the file's length (real embedding models use a few hundred of each)

@@ -76,7 +76,8 @@ class Collection:
     @property
     def table(self):
         """The underlying ``lancedb.table.LanceTable`` (for what this class does not cover)."""
-        return self._t.handle
+        handle = self._t.handle
+        return handle.lancedb_table() if hasattr(type(handle), "lancedb_table") else handle
 
     # -- writing
     def upsert(self, records: Sequence[Mapping] | pa.Table | pa.RecordBatch, *,
