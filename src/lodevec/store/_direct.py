@@ -22,8 +22,11 @@ to the table's latest version, as LanceDB does with a read consistency interval 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import time
+import warnings
 from collections.abc import Callable
 from datetime import timedelta
 from functools import cached_property
@@ -49,6 +52,33 @@ def _lancedb_type(lance_type: str) -> str:
     if "_" in lance_type:
         return "".join(p.capitalize() for p in lance_type.split("_"))
     return lance_type
+
+
+_USER_ERROR = "Invalid user input: "
+#: where in lance's Rust sources an error was raised (not for users' eyes)
+_RUST_PLACE = re.compile(r",\s*/\S+\.rs:\d+:\d+\s*$")
+
+
+@contextlib.contextmanager
+def _as_lancedb_errors():
+    """Errors as LanceDB raises them: a bad filter or query is a ``ValueError`` (lance
+    raises some as ``OSError``), without the Rust source location lance appends."""
+    try:
+        yield
+    except (OSError, ValueError) as e:
+        msg = str(e)
+        if not msg.startswith(_USER_ERROR):
+            raise
+        raise ValueError("Invalid input, " + _RUST_PLACE.sub("", msg[len(_USER_ERROR):])) from None
+
+
+def _index_list(ds) -> list[dict]:
+    """``list_indices``: the one listing with each index's type (``IVF_HNSW_SQ``...) at no
+    extra cost; ``describe_indices``, its announced successor, names the type only
+    through per-index statistics, a few ms each (so its deprecation note is silenced)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return ds.list_indices()
 
 
 class IndexEntry:
@@ -144,13 +174,14 @@ class DirectTable:
     def count_rows(self, filter: str | None = None) -> int:  # noqa: A002 (LanceDB's name)
         if self._real is not None:
             return self._real.count_rows(filter)
-        return self._fresh().count_rows(filter=filter)
+        with _as_lancedb_errors():
+            return self._fresh().count_rows(filter=filter)
 
     def list_indices(self) -> list:
         if self._real is not None:
             return self._real.list_indices()
         ds = self._fresh()
-        return [IndexEntry(ds, d) for d in ds.list_indices()]
+        return [IndexEntry(ds, d) for d in _index_list(ds)]
 
     def list_versions(self) -> list[dict]:
         if self._real is not None:
@@ -163,7 +194,7 @@ class DirectTable:
         if self._real is not None:
             return self._real.stats()
         ds = self._fresh()
-        return {"num_rows": ds.count_rows(), "num_indices": len(ds.list_indices()),
+        return {"num_rows": ds.count_rows(), "num_indices": len(_index_list(ds)),
                 "fragment_stats": {"num_fragments": len(ds.get_fragments())}}
 
     def search(self, query=None, vector_column_name: str | None = None, **kwargs):
@@ -246,13 +277,25 @@ class _Query:
         if self._vector is None:
             kw["limit"] = self._limit
         else:
-            kw["nearest"] = {"column": self._column, "q": self._vector, "k": self._limit,
-                             **self._nearest}
+            kw["nearest"] = {"column": self._column, "q": _arrow_vector(self._vector),
+                             "k": self._limit, **self._nearest}
             kw["prefilter"] = self._prefilter
         return ds.scanner(**kw)
 
     def to_arrow(self):
-        return self._scanner().to_table()
+        with _as_lancedb_errors():
+            return self._scanner().to_table()
 
     def to_batches(self, batch_size: int | None = None):
-        return self._scanner(batch_size).to_reader()
+        with _as_lancedb_errors():
+            return self._scanner(batch_size).to_reader()
+
+
+def _arrow_vector(q):
+    """A float32 query as an Arrow array: lance converts a numpy one through pandas'
+    masked arrays (``numpy.ma``, tens of ms to import), to the same float32 values."""
+    if getattr(q, "dtype", None) is not None and str(q.dtype) == "float32" and q.ndim == 1:
+        import pyarrow as pa
+
+        return pa.array(q, type=pa.float32())
+    return q

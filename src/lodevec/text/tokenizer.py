@@ -22,6 +22,7 @@ from tokenizers import (
 )
 
 from ..gguf.model import GGUFModel
+from .tokenizer_cache import cached_tokenizer
 
 PHANTOM_SPACE = "\u2581"
 _CONTROL = 3  # llama.cpp token type: control
@@ -51,6 +52,30 @@ def wordpiece_vocab(tokens: list[str], token_types) -> dict[str, int]:
     return vocab
 
 
+def build_tokenizer(model: GGUFModel) -> Tokenizer:
+    """The ``tokenizers`` tokenizer of a GGUF model's vocabulary (BERT normaliser,
+    WordPiece, ``[CLS] $A [SEP]``, the special tokens matched as such)."""
+    sp = model.special
+    tokens = model.tokens
+    vocab = wordpiece_vocab(tokens, model.token_types)
+    unk = tokens[sp["unk"]]
+    tk = Tokenizer(models.WordPiece(vocab, unk_token=unk, max_input_chars_per_word=100))
+    tk.normalizer = normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=True, strip_accents=None,
+        lowercase=model.lowercase)
+    tk.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    cls_tok, sep_tok = tokens[sp["cls"]], tokens[sp["sep"]]
+    tk.post_processor = processors.TemplateProcessing(
+        single=f"{cls_tok} $A {sep_tok}",
+        pair=f"{cls_tok} $A {sep_tok} $B:1 {sep_tok}:1",
+        special_tokens=[(cls_tok, sp["cls"]), (sep_tok, sp["sep"])])
+    tk.decoder = decoders.WordPiece()
+    # like HF's BertTokenizer, the special tokens written in a text are matched as such
+    specials = [tokens[i] for i in sorted(set(sp.values()))]
+    tk.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in specials])
+    return tk
+
+
 class WordPieceTokenizer:
     """BERT WordPiece tokenizer built from a GGUF model's vocabulary.
 
@@ -62,23 +87,8 @@ class WordPieceTokenizer:
     def __init__(self, model: GGUFModel, max_tokens: int | None = None):
         sp = model.special
         tokens = model.tokens
-        vocab = wordpiece_vocab(tokens, model.token_types)
-        unk = tokens[sp["unk"]]
-        tk = Tokenizer(models.WordPiece(vocab, unk_token=unk, max_input_chars_per_word=100))
-        tk.normalizer = normalizers.BertNormalizer(
-            clean_text=True, handle_chinese_chars=True, strip_accents=None,
-            lowercase=model.lowercase)
-        tk.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-        cls_tok, sep_tok = tokens[sp["cls"]], tokens[sp["sep"]]
-        tk.post_processor = processors.TemplateProcessing(
-            single=f"{cls_tok} $A {sep_tok}",
-            pair=f"{cls_tok} $A {sep_tok} $B:1 {sep_tok}:1",
-            special_tokens=[(cls_tok, sp["cls"]), (sep_tok, sp["sep"])])
-        tk.decoder = decoders.WordPiece()
-        # like HF's BertTokenizer, the special tokens written in a text are matched as such
-        specials = [tokens[i] for i in sorted(set(sp.values()))]
-        tk.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in specials])
-        self._tk = tk
+        # built once per model file (keyed by its digest), then loaded from the cache
+        self._tk = cached_tokenizer(model.digest, lambda: build_tokenizer(model))
         self.cls_id, self.sep_id, self.pad_id = sp["cls"], sp["sep"], sp["pad"]
         self.vocab_size = len(tokens)
         self.max_tokens = max_tokens or model.config.max_tokens
