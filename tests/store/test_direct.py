@@ -142,7 +142,7 @@ def test_sees_other_writers_and_writes_through_lancedb(tmp_path):
     # another handle (as another process would) commits: the next read sees it
     Database(path).open("default").upsert(records(50, 10, seed=5))
     assert reader.count() == 60 and "d55" in {r["id"] for r in reader.get(["d55"])}
-    q = np.asarray(records(55, 1, seed=5)[0]["embedding"])
+    q = np.asarray(records(50, 10, seed=5)[5]["embedding"])  # d55's own vector
     assert reader.search(q, k=1)[0].id == "d55"
     # a write through the direct handle goes to LanceDB, which answers from then on
     assert reader.delete(ids=["d55"]) == 1
