@@ -1,5 +1,6 @@
-"""The tokenizer kept per model digest, and the digest kept per model file: loaded when
-valid, rebuilt when the model file differs or the cache file is damaged, never trusted."""
+"""The tokenizer kept per vocabulary digest, and the file digest kept per model file:
+loaded when valid, rebuilt when the model's vocabulary differs or the cache file is
+damaged, never trusted."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from lodevec.digests import digest_entry, file_digest
 from lodevec.gguf import GGUFModel
 from lodevec.hub import sha256_file
 from lodevec.text import tokenizer_cache
-from lodevec.text.tokenizer import WordPieceTokenizer, build_tokenizer
+from lodevec.text.tokenizer import WordPieceTokenizer, build_tokenizer, vocab_digest
 from lodevec.text.tokenizer_cache import cache_path, cached_tokenizer
 
 
@@ -43,9 +44,9 @@ def golden_texts() -> list[str]:
 def test_cached_tokenizer_equals_built_one(cache):
     model = GGUFModel.open(MINILM_FILE)
     builds = Builds(model)
-    first = cached_tokenizer(model.digest, builds)
-    assert builds.n == 1 and cache_path(model.digest).is_file()
-    again = cached_tokenizer(model.digest, builds)
+    first = cached_tokenizer(vocab_digest(model), builds)
+    assert builds.n == 1 and cache_path(vocab_digest(model)).is_file()
+    again = cached_tokenizer(vocab_digest(model), builds)
     assert builds.n == 1  # loaded, not rebuilt
     texts = golden_texts() + ["hello [SEP] world", "Ünïcödé  ta\tbs", "日本語のテキスト"]
     built = build_tokenizer(model)
@@ -60,8 +61,14 @@ def test_cached_tokenizer_equals_built_one(cache):
     assert [tok.encode(t["text"]).ids for t in ref] == [t["ids"] for t in ref]
 
 
-def test_another_model_file_is_another_entry(cache, tmp_path):
-    # the same vocabulary in a file that differs by one byte of its weights: its own entry
+def test_another_vocabulary_is_another_entry(cache, tmp_path):
+    import gguf
+
+    from gguf_edit import rewrite
+
+    minilm = GGUFModel.open(MINILM_FILE)
+    # the same vocabulary in a file that differs by one byte of its weights: another file
+    # digest, the same tokenizer, so the same entry (built once)
     copy = tmp_path / "minilm-copy.gguf"
     shutil.copyfile(MINILM_FILE, copy)
     with open(copy, "r+b") as f:
@@ -69,27 +76,39 @@ def test_another_model_file_is_another_entry(cache, tmp_path):
         last = f.read(1)
         f.seek(-1, os.SEEK_END)
         f.write(bytes([last[0] ^ 1]))
-    a, b = GGUFModel.open(MINILM_FILE), GGUFModel.open(copy)
-    assert a.digest != b.digest
-    ba, bb = Builds(a), Builds(b)
-    cached_tokenizer(a.digest, ba)
-    cached_tokenizer(b.digest, bb)
-    assert ba.n == bb.n == 1
-    assert cache_path(a.digest) != cache_path(b.digest)
-    assert {p.name for p in (cache / "tokenizers").iterdir()} == {
-        cache_path(a.digest).name, cache_path(b.digest).name}
-    # an entry names its digest inside too: renamed to another digest, it is not read
-    shutil.copyfile(cache_path(a.digest), cache_path(b.digest))
-    cached_tokenizer(b.digest, bb)
-    assert bb.n == 2
+    same = GGUFModel.open(copy)
+    assert same.digest != minilm.digest and vocab_digest(same) == vocab_digest(minilm)
+    # what the build reads changed: the lowercase flag, or another vocabulary altogether
+    cased = GGUFModel.open(rewrite(MINILM_FILE, tmp_path / "cased.gguf", kv={
+        "tokenizer.ggml.normalizer.lowercase": (False, gguf.GGUFValueType.BOOL)}))
+    nomic = GGUFModel.open(NOMIC / "tiny-nomic-v1.5.f16.gguf")
+    keys = {vocab_digest(m) for m in (minilm, cased, nomic)}
+    assert len(keys) == 3
+    counts = {}
+    for m in (minilm, same, cased, nomic):
+        builds = Builds(m)
+        tk = cached_tokenizer(vocab_digest(m), builds)
+        counts[m.path.name] = builds.n
+        assert tk.encode("Hello World").ids == build_tokenizer(m).encode("Hello World").ids
+    assert counts == {MINILM_FILE.name: 1, "minilm-copy.gguf": 0, "cased.gguf": 1,
+                      "tiny-nomic-v1.5.f16.gguf": 1}
+    assert {p.name for p in (cache / "tokenizers").iterdir()} == {cache_path(k).name for k in keys}
+    # the cased vocabulary really tokenizes otherwise (its entry is not the uncased one)
+    assert (cached_tokenizer(vocab_digest(cased), Builds(cased)).encode("Hello").ids
+            != cached_tokenizer(vocab_digest(minilm), Builds(minilm)).encode("Hello").ids)
+    # an entry names its digest inside too: copied under another digest, it is not read
+    shutil.copyfile(cache_path(vocab_digest(minilm)), cache_path(vocab_digest(cased)))
+    builds = Builds(cased)
+    cached_tokenizer(vocab_digest(cased), builds)
+    assert builds.n == 1
 
 
 @pytest.mark.parametrize("damage", ["flip", "truncate", "header", "empty", "not-json", "magic"])
 def test_damaged_entry_is_rebuilt_not_trusted(cache, damage):
     model = GGUFModel.open(MINILM_FILE)
     builds = Builds(model)
-    cached_tokenizer(model.digest, builds)
-    path = cache_path(model.digest)
+    cached_tokenizer(vocab_digest(model), builds)
+    path = cache_path(vocab_digest(model))
     raw = path.read_bytes()
     head, _, body = raw.partition(b"\n")
     if damage == "flip":  # one token of the vocabulary changed: still valid JSON
@@ -111,11 +130,11 @@ def test_damaged_entry_is_rebuilt_not_trusted(cache, damage):
     elif damage == "magic":
         raw = b"something-else" + raw[len(b"lodevec-tokenizer"):]
     path.write_bytes(raw)
-    tk = cached_tokenizer(model.digest, builds)
+    tk = cached_tokenizer(vocab_digest(model), builds)
     assert builds.n == 2  # rebuilt
     assert tk.encode("hello world").ids == build_tokenizer(model).encode("hello world").ids
     assert path.read_bytes().partition(b"\n")[2] == build_tokenizer(model).to_str().encode()
-    cached_tokenizer(model.digest, builds)
+    cached_tokenizer(vocab_digest(model), builds)
     assert builds.n == 2  # the rewritten entry is good again
 
 
@@ -125,9 +144,9 @@ def test_unwritable_cache_still_builds(tmp_path, monkeypatch):
     monkeypatch.setenv("LODEVEC_CACHE", str(blocker))
     model = GGUFModel.open(NOMIC / "tiny-nomic-v1.5.f16.gguf")
     builds = Builds(model)
-    assert cached_tokenizer(model.digest, builds).encode("hi").ids == [101, 7632, 102]
-    assert cached_tokenizer(model.digest, builds) is not None and builds.n == 2
-    assert tokenizer_cache.cache_path(model.digest).parent.parent == blocker
+    assert cached_tokenizer(vocab_digest(model), builds).encode("hi").ids == [101, 7632, 102]
+    assert cached_tokenizer(vocab_digest(model), builds) is not None and builds.n == 2
+    assert tokenizer_cache.cache_path(vocab_digest(model)).parent.parent == blocker
 
 
 def test_digest_cache_follows_the_file(cache, tmp_path):

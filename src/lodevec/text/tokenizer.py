@@ -9,8 +9,11 @@ the reference (HF) tokenizer does, so no tokenizer.json is needed.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 
+import numpy as np
 from tokenizers import (
     AddedToken,
     Tokenizer,
@@ -52,6 +55,22 @@ def wordpiece_vocab(tokens: list[str], token_types) -> dict[str, int]:
     return vocab
 
 
+def vocab_digest(model: GGUFModel) -> str:
+    """sha256 (hex) of everything :func:`build_tokenizer` reads from a model: the tokens,
+    their types, the special token ids and the lowercase flag.  Two files with the same
+    vocabulary (quantizations of one model) share it; it costs a few ms, not a hash of
+    the whole file."""
+    tokens = model.tokens
+    h = hashlib.sha256()
+    head = {"tokens": len(tokens), "special": model.special, "lowercase": bool(model.lowercase)}
+    h.update(json.dumps(head, sort_keys=True).encode("ascii"))
+    h.update(np.asarray(model.token_types, dtype="<i4").tobytes())
+    # lengths then the concatenation: no separator a token could contain
+    h.update(np.fromiter(map(len, tokens), dtype="<i8", count=len(tokens)).tobytes())
+    h.update("".join(tokens).encode("utf-8", "surrogatepass"))
+    return h.hexdigest()
+
+
 def build_tokenizer(model: GGUFModel) -> Tokenizer:
     """The ``tokenizers`` tokenizer of a GGUF model's vocabulary (BERT normaliser,
     WordPiece, ``[CLS] $A [SEP]``, the special tokens matched as such)."""
@@ -87,8 +106,8 @@ class WordPieceTokenizer:
     def __init__(self, model: GGUFModel, max_tokens: int | None = None):
         sp = model.special
         tokens = model.tokens
-        # built once per model file (keyed by its digest), then loaded from the cache
-        self._tk = cached_tokenizer(model.digest, lambda: build_tokenizer(model))
+        # built once per vocabulary (keyed by what the build reads), then loaded from the cache
+        self._tk = cached_tokenizer(vocab_digest(model), lambda: build_tokenizer(model))
         self.cls_id, self.sep_id, self.pad_id = sp["cls"], sp["sep"], sp["pad"]
         self.vocab_size = len(tokens)
         self.max_tokens = max_tokens or model.config.max_tokens

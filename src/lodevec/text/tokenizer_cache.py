@@ -1,15 +1,18 @@
-"""The built tokenizer, kept per model digest so a start-up does not rebuild it.
+"""The built tokenizer, kept per vocabulary so a start-up does not rebuild it.
 
 Building the WordPiece tokenizer from a GGUF vocabulary (undoing the phantom-space
 form of 30k+ tokens, then the ``tokenizers`` model) costs more at every start than
 loading its serialised form.  The serialised tokenizer is kept in
 ``<cache>/tokenizers/`` (``cache``: :func:`lodevec.settings.cache_dir`) under a name
-made of the model file's sha256, this module's format and the ``tokenizers`` version,
-so another model file, another way of building or another library version never
-reads it.  The file starts with one line naming the digest and the sha256 of the JSON
-that follows: a file whose line or checksum does not match, or that the library cannot
-load, is not trusted but rebuilt and rewritten.  Nothing fails when the cache cannot
-be written: the tokenizer is built every time instead.
+made of the vocabulary's digest (:func:`lodevec.text.tokenizer.vocab_digest`: the
+sha256 of everything the build reads from the model file), this module's format and
+the ``tokenizers`` version, so another vocabulary, another way of building or another
+library version never reads it.  (Keying by the whole file's sha256 would hash a
+45-140 MB file for commands that need no digest, such as ``embed --no-cache``.)  The
+file starts with one line naming the digest and the sha256 of the JSON that follows:
+a file whose line or checksum does not match, or that the library cannot load, is not
+trusted but rebuilt and rewritten.  Nothing fails when the cache cannot be written:
+the tokenizer is built every time instead.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
 def cache_path(digest: str) -> Path:
-    """Where the tokenizer of the model with sha256 ``digest`` is kept."""
+    """Where the tokenizer of the vocabulary with digest ``digest`` is kept."""
     return (settings.cache_dir() / "tokenizers"
             / f"{digest}.v{FORMAT}.tokenizers-{_TOKENIZERS_VERSION}.json")
 
@@ -68,8 +71,8 @@ def _store(path: Path, digest: str, tk: Tokenizer) -> None:
 
 
 def cached_tokenizer(digest: str | None, build: Callable[[], Tokenizer]) -> Tokenizer:
-    """The tokenizer of the model with sha256 ``digest``: loaded from the cache when a
-    valid entry is there, else ``build()`` and stored (``digest`` None: always built)."""
+    """The tokenizer of the vocabulary with sha256 ``digest``: loaded from the cache when
+    a valid entry is there, else ``build()`` and stored (``digest`` None: always built)."""
     if digest is None or not _SHA256_RE.match(digest):
         return build()
     path = cache_path(digest)
