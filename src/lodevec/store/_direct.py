@@ -292,10 +292,12 @@ class _Query:
 
 
 def _arrow_vector(q):
-    """A float32 query as an Arrow array: lance converts a numpy one through pandas'
-    masked arrays (``numpy.ma``, tens of ms to import), to the same float32 values."""
+    """A float32 query as an Arrow array of the same values, built from its bytes: lance
+    (and ``pa.array``) would look for numpy's masked arrays first, and importing
+    ``numpy.ma`` costs tens of ms."""
     if getattr(q, "dtype", None) is not None and str(q.dtype) == "float32" and q.ndim == 1:
         import pyarrow as pa
 
-        return pa.array(q, type=pa.float32())
+        buf = pa.py_buffer(q.tobytes())
+        return pa.Array.from_buffers(pa.float32(), len(q), [None, buf])
     return q
