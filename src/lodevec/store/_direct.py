@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -127,6 +128,7 @@ class DirectTable:
         self._ds = lance().dataset(path)
         self._checked = time.monotonic()
         self._real = None
+        self._opening = threading.Lock()
 
     def __repr__(self) -> str:
         return f"DirectTable({self._path!r}, lancedb={'open' if self._real is not None else 'not open'})"
@@ -135,7 +137,9 @@ class DirectTable:
     def lancedb_table(self):
         """The same table through LanceDB (opened once; answers every call from then on)."""
         if self._real is None:
-            self._real = self._open_lancedb()
+            with self._opening:  # one handle, also when server threads ask at once
+                if self._real is None:
+                    self._real = self._open_lancedb()
         return self._real
 
     def __getattr__(self, name: str):
