@@ -23,10 +23,12 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from ..store.indexes import KIND_NAMES, QUERY_PARAM_KEYS, IndexPolicy  # (no pyarrow, no LanceDB)
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
 
 __all__ = ["run_search_bench", "make_clustered", "CONFIGS", "DEFAULT_CONFIGS"]
 
@@ -57,6 +59,8 @@ def make_clustered(rows: int, dim: int, clusters: int = 256, spread: float = 0.3
         ``(vectors, labels)``: float32 array of shape (rows, dim) with unit rows, and the
         int64 cluster label of each row, shape (rows,).
     """
+    import numpy as np  # (deferred: the CLI's parser imports this module)
+
     rng = np.random.default_rng(seed)
     centres = rng.standard_normal((clusters, dim), dtype=np.float32)
     labels = rng.integers(0, clusters, rows)
@@ -70,6 +74,8 @@ def make_clustered(rows: int, dim: int, clusters: int = 256, spread: float = 0.3
 
 def _exact_topk(x: np.ndarray, q: np.ndarray, k: int) -> np.ndarray:
     """Indices of the ``k`` rows of ``x`` (n, d) with the largest cosine to each query (m, d)."""
+    import numpy as np  # (deferred: the CLI's parser imports this module)
+
     out = np.empty((len(q), k), dtype=np.int64)
     for lo in range(0, len(q), 64):
         s = q[lo:lo + 64] @ x.T  # rows are unit vectors: dot = cosine
@@ -89,6 +95,8 @@ def _timed(fn: Callable[[int], object], n: int) -> tuple[list[float], list[objec
 
 
 def _pct(times: Sequence[float]) -> tuple[float, float]:
+    import numpy as np  # (deferred: the CLI's parser imports this module)
+
     a = np.asarray(times) * 1e3
     return round(float(np.percentile(a, 50)), 3), round(float(np.percentile(a, 95)), 3)
 
@@ -120,6 +128,8 @@ def run_search_bench(rows: int, dim: int, queries: int, k: int = 10, seed: int =
         ``p95_ms``, ``recall_at_10`` (None where not applicable), plus
         ``insert_rows_per_s`` in the ``insert`` row and ``rows``, ``dim``, ``k``.
     """
+    import numpy as np  # (deferred: the CLI's parser imports this module)
+
     from ..store import Database
 
     say = progress or (lambda _msg: None)

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFValueType
 
 from .. import errors
+from .constants import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFValueType
 
 #: more keys, tensors, array items, string bytes or dimensions than these is corruption,
 #: whatever the file's length (real embedding models use a few hundred of each)
@@ -77,7 +77,10 @@ def _decode(raw: Any) -> Any:
     if isinstance(raw, np.ndarray):
         return raw.tolist()
     if isinstance(raw, list):
-        return [_decode(x) for x in raw]
+        try:  # an array of strings (the vocabulary): one comprehension, no recursion
+            return [x.decode("utf-8") for x in raw]
+        except AttributeError:  # nested arrays
+            return [_decode(x) for x in raw]
     return raw
 
 
@@ -245,7 +248,35 @@ def _value(c: _Cursor, key: str, vtype: GGUFValueType, offs: dict, depth: int):
         return item, arr.astype(bool) if item == V.BOOL else arr
     # strings (8-byte length each) or nested arrays (4-byte type + 8-byte count each)
     n = c.count(f"the item count of metadata key {key}", MAX_ARRAY_ITEMS, 8 if item == V.STRING else 12)
+    if item == V.STRING:
+        return item, _strings(c, key, n)
     return item, [_value(c, key, item, offs, depth + 1)[1] for _ in range(n)]
+
+
+_U64 = struct.Struct("<Q")
+
+
+def _strings(c: _Cursor, key: str, n: int) -> list[bytes]:
+    """``n`` length-prefixed strings at the cursor (a vocabulary: tens of thousands).
+
+    One tight loop for the well-formed ones; at the first length past the limit or the
+    file's end the checked reader takes over and raises its precise error."""
+    buf, pos, end = c.buf, c.pos, c.size
+    unpack, out = _U64.unpack_from, []
+    append = out.append
+    for _ in range(n):
+        if pos + 8 > end:
+            break
+        size = unpack(buf, pos)[0]
+        start = pos + 8
+        if size > MAX_STRING_BYTES or start + size > end:
+            break
+        append(bytes(buf[start:start + size]))
+        pos = start + size
+    c.pos = pos
+    while len(out) < n:
+        out.append(c.string(f"metadata key {key}"))
+    return out
 
 
 def _tensor_info(c: _Cursor) -> TensorInfo:

@@ -23,7 +23,6 @@ from .identity import effective_dim
 from .indexes import Indexes
 from .query import Searcher, SearchResult
 from .records import COLUMNS
-from .resident import ResidentTier
 from .writes import DEFAULT_BATCH_ROWS, Writer
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -64,7 +63,11 @@ class Collection:
         lock = Path(self.uri) / ".lodevec-locks" / f"{name}.lock" if db.local else None
         self._t = Table(table, self.uri, name, lock)
         source = ResidentSource(self._t, lambda: db.open_table(name), self.dim)
-        self._tier = ResidentTier(source, self.dim, db.resident_budget) if db.resident else None
+        self._tier = None
+        if db.resident:  # (imported here: the tier loads the compiled kernels)
+            from .resident import ResidentTier
+
+            self._tier = ResidentTier(source, self.dim, db.resident_budget)
         self._t.tier = self._tier
         self._indexes = Indexes(self._t, self.policy, self.dim)
         self._writer = Writer(self._t, pa.schema([table.schema.field(c) for c in COLUMNS]))
@@ -76,7 +79,8 @@ class Collection:
     @property
     def table(self):
         """The underlying ``lancedb.table.LanceTable`` (for what this class does not cover)."""
-        return self._t.handle
+        handle = self._t.handle
+        return handle.lancedb_table() if hasattr(type(handle), "lancedb_table") else handle
 
     # -- writing
     def upsert(self, records: Sequence[Mapping] | pa.Table | pa.RecordBatch, *,

@@ -100,6 +100,9 @@ class Database:
         """Names of the collections (tables) in the database, sorted; [] if it does not exist."""
         if self._missing_locally():
             return []
+        if self.local:  # what LanceDB lists: the <name>.lance folders (no import of it)
+            return sorted(p.name[:-len(".lance")] for p in Path(self.uri).iterdir()
+                          if p.name.endswith(".lance") and p.is_dir())
         conn = self._connect()
         names: list[str] = []
         token = None
@@ -190,7 +193,29 @@ class Database:
         return coll
 
     def open_table(self, name: str):
-        """The LanceDB table of collection ``name`` (a new handle; no lodevec checks)."""
+        """The LanceDB table of collection ``name`` (a new handle; no lodevec checks).
+
+        Locally it is a :class:`~lodevec.store._direct.DirectTable`: reads go through
+        ``lance`` and LanceDB is imported only for the first call that needs it (a
+        write, full-text search), so a one-shot ``search`` or ``stats`` never pays
+        LanceDB's import (see docs/performance.md, "Start-up").
+        """
+        if self.local and not self.storage_options:
+            path = Path(self.uri) / f"{name}.lance"
+            if not path.is_dir():
+                raise errors.CollectionNotFoundError(
+                    f"{self.uri}: collection {name!r} does not exist "
+                    f"(collections: {', '.join(self.collection_names()) or 'none'})")
+            from ._direct import DirectTable
+
+            try:
+                return DirectTable(str(path), lambda: self._open_lancedb_table(name),
+                                   self.read_consistency_interval)
+            except Exception:  # not a dataset lance reads: LanceDB says what is wrong
+                pass
+        return self._open_lancedb_table(name)
+
+    def _open_lancedb_table(self, name: str):
         conn = self._connect()
         try:
             return conn.open_table(name)

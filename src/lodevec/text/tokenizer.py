@@ -9,8 +9,11 @@ the reference (HF) tokenizer does, so no tokenizer.json is needed.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 
+import numpy as np
 from tokenizers import (
     AddedToken,
     Tokenizer,
@@ -22,6 +25,7 @@ from tokenizers import (
 )
 
 from ..gguf.model import GGUFModel
+from .tokenizer_cache import cached_tokenizer
 
 PHANTOM_SPACE = "\u2581"
 _CONTROL = 3  # llama.cpp token type: control
@@ -51,6 +55,46 @@ def wordpiece_vocab(tokens: list[str], token_types) -> dict[str, int]:
     return vocab
 
 
+def vocab_digest(model: GGUFModel) -> str:
+    """sha256 (hex) of everything :func:`build_tokenizer` reads from a model: the tokens,
+    their types, the special token ids and the lowercase flag.  Two files with the same
+    vocabulary (quantizations of one model) share it; it costs a few ms, not a hash of
+    the whole file."""
+    tokens = model.tokens
+    h = hashlib.sha256()
+    head = {"tokens": len(tokens), "special": model.special, "lowercase": bool(model.lowercase)}
+    h.update(json.dumps(head, sort_keys=True).encode("ascii"))
+    h.update(np.asarray(model.token_types, dtype="<i4").tobytes())
+    # lengths then the concatenation: no separator a token could contain
+    h.update(np.fromiter(map(len, tokens), dtype="<i8", count=len(tokens)).tobytes())
+    h.update("".join(tokens).encode("utf-8", "surrogatepass"))
+    return h.hexdigest()
+
+
+def build_tokenizer(model: GGUFModel) -> Tokenizer:
+    """The ``tokenizers`` tokenizer of a GGUF model's vocabulary (BERT normaliser,
+    WordPiece, ``[CLS] $A [SEP]``, the special tokens matched as such)."""
+    sp = model.special
+    tokens = model.tokens
+    vocab = wordpiece_vocab(tokens, model.token_types)
+    unk = tokens[sp["unk"]]
+    tk = Tokenizer(models.WordPiece(vocab, unk_token=unk, max_input_chars_per_word=100))
+    tk.normalizer = normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=True, strip_accents=None,
+        lowercase=model.lowercase)
+    tk.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    cls_tok, sep_tok = tokens[sp["cls"]], tokens[sp["sep"]]
+    tk.post_processor = processors.TemplateProcessing(
+        single=f"{cls_tok} $A {sep_tok}",
+        pair=f"{cls_tok} $A {sep_tok} $B:1 {sep_tok}:1",
+        special_tokens=[(cls_tok, sp["cls"]), (sep_tok, sp["sep"])])
+    tk.decoder = decoders.WordPiece()
+    # like HF's BertTokenizer, the special tokens written in a text are matched as such
+    specials = [tokens[i] for i in sorted(set(sp.values()))]
+    tk.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in specials])
+    return tk
+
+
 class WordPieceTokenizer:
     """BERT WordPiece tokenizer built from a GGUF model's vocabulary.
 
@@ -62,23 +106,8 @@ class WordPieceTokenizer:
     def __init__(self, model: GGUFModel, max_tokens: int | None = None):
         sp = model.special
         tokens = model.tokens
-        vocab = wordpiece_vocab(tokens, model.token_types)
-        unk = tokens[sp["unk"]]
-        tk = Tokenizer(models.WordPiece(vocab, unk_token=unk, max_input_chars_per_word=100))
-        tk.normalizer = normalizers.BertNormalizer(
-            clean_text=True, handle_chinese_chars=True, strip_accents=None,
-            lowercase=model.lowercase)
-        tk.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-        cls_tok, sep_tok = tokens[sp["cls"]], tokens[sp["sep"]]
-        tk.post_processor = processors.TemplateProcessing(
-            single=f"{cls_tok} $A {sep_tok}",
-            pair=f"{cls_tok} $A {sep_tok} $B:1 {sep_tok}:1",
-            special_tokens=[(cls_tok, sp["cls"]), (sep_tok, sp["sep"])])
-        tk.decoder = decoders.WordPiece()
-        # like HF's BertTokenizer, the special tokens written in a text are matched as such
-        specials = [tokens[i] for i in sorted(set(sp.values()))]
-        tk.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in specials])
-        self._tk = tk
+        # built once per vocabulary (keyed by what the build reads), then loaded from the cache
+        self._tk = cached_tokenizer(vocab_digest(model), lambda: build_tokenizer(model))
         self.cls_id, self.sep_id, self.pad_id = sp["cls"], sp["sep"], sp["pad"]
         self.vocab_size = len(tokens)
         self.max_tokens = max_tokens or model.config.max_tokens
