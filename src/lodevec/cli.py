@@ -17,6 +17,8 @@ from . import errors
 from .arch import TASKS
 from .bench.search import CONFIGS
 from .settings import DEFAULT_CACHE_ENTRIES, DEFAULT_COLLECTION, DEFAULT_DEVICE
+from .store.storage import add_cli_arguments as add_storage_arguments
+from .store.storage import apply_cli_arguments as apply_storage_arguments
 from .text.validity import is_blank, surrogate_at
 
 EXIT_OK, EXIT_FAIL, EXIT_INPUT = 0, 1, 2
@@ -436,6 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def db_args(sp):
         sp.add_argument("--db", required=True, help="database folder (or s3://... URI)")
+        add_storage_arguments(sp)  # --storage-option KEY=VALUE (lodevec.store.storage)
         sp.add_argument("--collection", default=DEFAULT_COLLECTION,
                         help=f"table name (default: {DEFAULT_COLLECTION})")
 
@@ -483,6 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("serve", help="HTTP API: OpenAI-compatible embeddings, search, documents")
     sp.add_argument("--db", default=None, help="database folder (omit to serve embeddings only)")
+    add_storage_arguments(sp)
     model_args(sp)
     from .serve import add_arguments
 
@@ -536,6 +540,7 @@ def main(argv: list[str] | None = None, out=None) -> int:
     except SystemExit as e:  # argparse: 2 on usage errors, 0 on --help
         return int(e.code or 0)
     try:
+        apply_storage_arguments(args)  # --storage-option: defaults of every Database opened
         if getattr(args, "threads", None):
             from . import kernels
 

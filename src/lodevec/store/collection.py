@@ -63,6 +63,10 @@ class Collection:
                 f"model identity says {effective_dim(identity)}")
         lock = Path(self.uri) / ".lodevec-locks" / f"{name}.lock" if db.local else None
         self._t = Table(table, self.uri, name, lock)
+        if not db.local:  # object stores: a cross-machine lease takes the flock's place
+            from .lease import lease_for
+
+            self._t.lock = lease_for(db, name) or self._t.lock
         source = ResidentSource(self._t, lambda: db.open_table(name), self.dim)
         self._tier = ResidentTier(source, self.dim, db.resident_budget) if db.resident else None
         self._t.tier = self._tier
