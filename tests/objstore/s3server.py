@@ -6,7 +6,6 @@ standard AWS variables point LanceDB, boto3 and child processes at the server.
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
