@@ -187,3 +187,25 @@ def test_storage_options_on_the_command_line(s3_env, s3_db, monkeypatch, capsys)
     db = Database(s3_db, resident=False, storage_options={"endpoint": endpoint, "allow_http": "true"})
     db.open("default").upsert(s3jobs.records(["c"], 0, 0))
     assert db.open("default").count() == 3
+
+
+def test_server_on_s3(s3_env, s3_db):
+    """``lodevec serve --db s3://...``: documents in, searched from the resident copy."""
+    import httpx
+
+    from conftest import NOMIC
+    from lodevec.embedding import Embedder
+    from lodevec.serve import BackgroundServer, create_app
+
+    emb = Embedder.from_gguf(NOMIC / "tiny-nomic-v1.5.f16.gguf")
+    docs = [{"id": "cat", "text": "The cat sat on the mat."},
+            {"id": "rust", "text": "Rust is a systems programming language."}]
+    with BackgroundServer(create_app(emb, s3_db, collection="docs")) as srv, \
+            httpx.Client(base_url=srv.url, timeout=60) as c:
+        r = c.post("/documents", json={"documents": docs})
+        assert r.status_code == 200, r.text
+        for _ in range(3):  # the second search on starts the resident load
+            r = c.post("/search", json={"query": "Rust is a systems programming language.", "k": 1})
+            assert r.status_code == 200, r.text
+            assert r.json()["results"][0]["id"] == "rust"
+    assert Database(s3_db, resident=False).open("docs").count() == 2
