@@ -7,7 +7,8 @@ it goes to one of ``workers`` Ray actors.  Each actor loads the model once (chec
 that its file is the model the collection was made with), embeds its batches with its
 own threads and writes the rows as a Lance fragment (``lance.fragment.write_fragments``)
 straight to the table's storage, returning only the fragment's metadata.  Once per
-*round* (``round_batches`` batches) the driver, holding the collection's write lock
+*round* (``round_batches`` batches; two rounds are in flight, so the workers never wait
+for a commit) the driver, holding the collection's write lock
 (the ``flock``, or the S3 lease of :mod:`lodevec.store.lease`), deletes the old rows of
 the re-embedded ids and commits every fragment of the round with one
 ``LanceOperation.Append``.
@@ -177,21 +178,25 @@ class RayIndexer(Indexer):
         actor = self._actors[self._next % len(self._actors)]
         self._next += 1
         self._inflight.append((actor.embed_write.remote(rows), [c.id for c in batch]))
-        if len(self._inflight) >= self._round_batches:
-            self._commit_round()
+        # two rounds in flight: the workers embed the next round while the oldest one is
+        # awaited and committed (no idle workers at round boundaries)
+        if len(self._inflight) >= 2 * self._round_batches:
+            self._commit_round(self._round_batches)
 
-    def _commit_round(self) -> None:
+    def _commit_round(self, n: int | None = None) -> None:
+        """Wait for the oldest ``n`` batches in flight (None: all) and commit them."""
         if not self._inflight:
             return
         ray = _ray()
         from lance import LanceDataset, LanceOperation
         from lance.fragment import FragmentMetadata
 
+        n = len(self._inflight) if n is None else n
+        this, self._inflight = self._inflight[:n], self._inflight[n:]
         t0 = time.perf_counter()
-        done = ray.get([ref for ref, _ in self._inflight])
+        done = ray.get([ref for ref, _ in this])
         t1 = time.perf_counter()
-        ids = [i for _, batch_ids in self._inflight for i in batch_ids]
-        self._inflight = []
+        ids = [i for _, batch_ids in this for i in batch_ids]
         frags = [FragmentMetadata.from_json(json.dumps(f)) for d in done for f in d["fragments"]]
         coll = self.collection
         t = coll._t  # the store's table: its write lock and its retries (lodevec.store._lance)
