@@ -89,7 +89,7 @@ def test_lease_excludes_and_hands_over(s3_env, s3_db):
 def test_concurrent_writers_never_duplicate(s3_env, s3_db, tmp_path, writers):
     """The issue's case: overlapping ids upserted by several processes at once, several
     rounds, both the merge-insert path (small batches) and the check-and-append path."""
-    rounds, shared, own = (3, 200, 400) if writers == 2 else (2, 200, 200)
+    rounds, shared, own = (3, 200, 400) if writers == 2 else (2, 100, 150)
     Database(s3_db, resident=False).create_or_open("default", identity=s3jobs.IDENT)
     go = tmp_path / "go"
     # writer 0 writes big batches (check ids, append), the others small ones (merge-insert)
@@ -106,8 +106,8 @@ def test_concurrent_writers_never_duplicate(s3_env, s3_db, tmp_path, writers):
 
 def test_killed_writer_then_rerun(s3_env, s3_db):
     """kill -9 of a writer mid-write; a rerun waits out its lease and completes it."""
-    rounds, shared, own = 5, 100, 200
-    p = spawn("writer", s3_db, "0", str(rounds), str(shared), str(own), "40")
+    rounds, shared, own = 4, 50, 150
+    p = spawn("writer", s3_db, "0", str(rounds), str(shared), str(own), "50")
     assert p.stdout.readline()  # the first round is stored: now it is mid-write
     time.sleep(0.3)
     os.kill(p.pid, signal.SIGKILL)
@@ -115,7 +115,7 @@ def test_killed_writer_then_rerun(s3_env, s3_db):
     partial = stored_rows(s3_db)
     assert 0 < len(partial) < rounds * (shared + own)
     t0 = time.monotonic()
-    q = spawn("writer", s3_db, "0", str(rounds), str(shared), str(own), "40")
+    q = spawn("writer", s3_db, "0", str(rounds), str(shared), str(own), "50")
     out, err = q.communicate(timeout=240)
     assert q.returncode == 0, err[-2000:]
     check_rounds(stored_rows(s3_db), 1, rounds, shared, own)

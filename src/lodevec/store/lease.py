@@ -119,6 +119,7 @@ class S3Lease:
         self._mutex = threading.RLock()
         self._depth = 0
         self._etag: str | None = None
+        self._free_etag: str | None = None   # the ETag of our own release, if last
         self._renewed_at = 0.0          # monotonic start of the last successful PUT
         self._lost = False
         self._stop = threading.Event()
@@ -184,6 +185,16 @@ class S3Lease:
         deadline = time.monotonic() + self.wait
         seen: tuple[str, float] | None = None    # (ETag, monotonic time first seen)
         delay = 0.05
+        while self._free_etag is not None:  # we released it last: one rewrite retakes it
+            etag, self._free_etag = self._free_etag, None
+            try:
+                self.generation += 1
+                self._etag = self._put(IfMatch=etag)
+                return self._start_heartbeat()
+            except Exception as e:
+                if _code(e) not in _TAKEN + _GONE:
+                    raise errors.StoreError(
+                        f"{self.uri}: cannot take the write lease s3://{self.bucket}/{self.key}: {e}") from e
         while True:
             try:
                 self.generation = 1
@@ -226,6 +237,9 @@ class S3Lease:
                     f"gave up after {self.wait:.0f} s")
             time.sleep(delay * (0.5 + random.random()))
             delay = min(0.5, delay * 2)
+        self._start_heartbeat()
+
+    def _start_heartbeat(self) -> None:
         self._lost = False
         self._stop.clear()
         self._beat = threading.Thread(target=self._heartbeat, name=f"lease-{self.name}", daemon=True)
@@ -255,7 +269,7 @@ class S3Lease:
         if etag is None or self._lost:
             return
         try:
-            self._put(released=True, IfMatch=etag)
+            self._free_etag = self._put(released=True, IfMatch=etag)
         except Exception:  # taken over meanwhile: not ours to release; or unreachable,
             pass           # and then it expires after ttl
 
