@@ -52,7 +52,9 @@ def writer(uri: str, w: int, rounds: int, shared: int, own: int, batch_rows: int
             time.sleep(0.02)
     for r in range(rounds):
         out = coll.upsert(records(round_ids(w, r, shared, own), w, r), batch_rows=batch_rows)
-        print(json.dumps({"round": r, **out}), flush=True)
+        lease = coll._t.lock  # (the S3 lease: takeovers tell a failure's story)
+        print(json.dumps({"round": r, **out, "generation": getattr(lease, "generation", None),
+                          "takeovers": getattr(lease, "takeovers", None)}), flush=True)
 
 
 def reader(uri: str, wanted: str, timeout: float) -> None:

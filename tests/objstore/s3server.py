@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -30,7 +31,9 @@ def _free_port() -> int:
 def s3_server():
     """``{"endpoint", "env"}`` of a moto S3 server on loopback (stopped after the session)."""
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+    # moto_server, its conditional writes made atomic as S3's are (see moto_atomic.py)
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("moto_atomic.py")),
+                             "127.0.0.1", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     endpoint = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
@@ -60,7 +63,7 @@ def s3_env(s3_server, monkeypatch):
     for k, v in s3_server["env"].items():
         monkeypatch.setenv(k, v)
     # short leases: a killed writer's lease expires within a test's patience
-    monkeypatch.setenv("LODEVEC_LEASE_TTL", "4")
+    monkeypatch.setenv("LODEVEC_LEASE_TTL", "8")
     return s3_server["env"]
 
 

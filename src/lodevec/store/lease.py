@@ -17,11 +17,14 @@ all.  So lodevec writers exclude each other themselves, with one object per coll
   changed for ``ttl`` seconds *on the watcher's own clock* (no clock comparison between
   machines) its holder is dead or cut off, and the watcher takes it over with
   ``If-Match: <that ETag>`` (one taker wins) and the generation number plus one;
-* **fencing**: the holder stops writing once ``ttl - margin`` has passed since its last
-  successful renewal started (:meth:`S3Lease.fence`, checked before every LanceDB call
-  of the table): it stops before anyone can take the lease over, as long as one LanceDB
-  call finishes within ``margin`` (a paused holder that wakes later is refused: its
-  renewal fails on the ETag, its next call on the clock);
+* **fencing**: before every LanceDB call of the table (:meth:`S3Lease.fence`) the holder
+  renews the lease unless it did within ``ttl / 8``, and stops writing once ``ttl -
+  margin`` has passed since its last successful renewal: a call therefore starts at
+  least 7/8 of a ttl before anyone may take the lease over, and the heartbeat keeps
+  renewing while it runs.  What remains is a call that outlives 7/8 of a ttl *while*
+  every renewal fails (a holder cut off from the store mid-call whose last request
+  lands later); a paused holder that wakes up is refused (its renewal fails on the
+  ETag, its next call on the clock);
 * **release**: a last rewrite (``If-Match: <our ETag>``) marks it released; the next
   writer takes it with ``If-Match`` at once.  The object is never deleted, so the
   generation only grows: every holder's generation is larger than all before it.
@@ -120,6 +123,7 @@ class S3Lease:
         self._depth = 0
         self._etag: str | None = None
         self._free_etag: str | None = None   # the ETag of our own release, if last
+        self._renewing = threading.Lock()
         self._renewed_at = 0.0          # monotonic start of the last successful PUT
         self._lost = False
         self._stop = threading.Event()
@@ -152,9 +156,13 @@ class S3Lease:
         return self._depth > 0 and self._etag is not None
 
     def fence(self) -> None:
-        """Raise if we hold the lease but can no longer be sure nobody else does."""
+        """Before each LanceDB call under the lease: renew it now unless it was renewed
+        within the last ``ttl / 8`` (so every call starts with at least 7/8 of a ttl
+        before anyone may take the lease over), and raise if it is lost."""
         if self._depth == 0 or self._etag is None:
             return
+        if not self._lost and time.monotonic() - self._renewed_at > self.ttl / 8:
+            self._renew()
         if self._lost or time.monotonic() - self._renewed_at > self.ttl * (1 - _MARGIN_FRACTION):
             raise errors.StoreError(
                 f"{self.uri}: collection {self.name!r}: lost the write lease "
@@ -248,17 +256,25 @@ class S3Lease:
     def _heartbeat(self) -> None:
         # renewals never wait for the writers' mutex: a long write must not starve them
         while not self._stop.wait(self.ttl / 4):
-            etag = self._etag
-            if etag is None:
+            if self._etag is None or not self._renew():
                 return
+
+    def _renew(self) -> bool:
+        """Rewrite the lease if it is still ours; False once it is lost.  One renewal at
+        a time (the heartbeat's and fence()'s would otherwise race on the ETag)."""
+        with self._renewing:
+            etag = self._etag
+            if etag is None or self._lost:
+                return False
             try:
                 self._etag = self._put(IfMatch=etag)
             except Exception as e:
                 if _code(e) in _TAKEN + _GONE:
                     self._lost = True  # taken over: fence() refuses further writes
-                    return
-                # a transient error: keep the ETag, try again next beat (fence() stops
+                    return False
+                # a transient error: keep the ETag, try again next time (fence() stops
                 # the writes if it lasts too long)
+            return True
 
     def _release(self) -> None:
         self._stop.set()
