@@ -66,7 +66,13 @@ class Collection:
         if not db.local:  # object stores: a cross-machine lease takes the flock's place
             from .lease import lease_for
 
-            self._t.lock = lease_for(db, name) or self._t.lock
+            lease = lease_for(db, name)
+            if lease is not None:
+                # the cached handle may be read_consistency_interval (5 s) behind: a write
+                # under the lease starts from the newest version, or its id check would
+                # miss rows another writer just committed
+                lease.on_acquire = lambda: self._t.handle.checkout_latest()
+                self._t.lock = lease
         source = ResidentSource(self._t, lambda: db.open_table(name), self.dim)
         self._tier = ResidentTier(source, self.dim, db.resident_budget) if db.resident else None
         self._t.tier = self._tier

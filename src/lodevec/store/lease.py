@@ -124,6 +124,8 @@ class S3Lease:
         self._etag: str | None = None
         self._free_etag: str | None = None   # the ETag of our own release, if last
         self._renewing = threading.Lock()
+        #: called once the lease is taken (the collection brings its table up to date)
+        self.on_acquire = None
         self._renewed_at = 0.0          # monotonic start of the last successful PUT
         self._lost = False
         self._stop = threading.Event()
@@ -141,6 +143,13 @@ class S3Lease:
             except BaseException:
                 self._mutex.release()
                 raise
+            if self.on_acquire is not None:
+                try:
+                    self.on_acquire()
+                except BaseException:
+                    self._release()
+                    self._mutex.release()
+                    raise
         self._depth += 1
         return self
 
