@@ -16,7 +16,10 @@ from pathlib import Path
 from . import errors
 from .arch import TASKS
 from .bench.search import CONFIGS
+from .cluster import add_cli_arguments as add_ray_arguments
 from .settings import DEFAULT_CACHE_ENTRIES, DEFAULT_COLLECTION, DEFAULT_DEVICE
+from .store.storage import add_cli_arguments as add_storage_arguments
+from .store.storage import apply_cli_arguments as apply_storage_arguments
 from .text.validity import is_blank, surrogate_at
 
 EXIT_OK, EXIT_FAIL, EXIT_INPUT = 0, 1, 2
@@ -225,7 +228,7 @@ def _progress_bar(args):
 
 
 def cmd_index(args, out) -> int:
-    from .ingest import Indexer
+    from .cluster import indexer_for  # Indexer, or with --ray a RayIndexer
     from .ingest.indexer import record_chunks
 
     if not args.paths and not args.input:
@@ -242,7 +245,7 @@ def cmd_index(args, out) -> int:
     coll, emb = session.collection, session.embedder
     update, close = _progress_bar(args)
     try:
-        ix = Indexer(coll, emb, chunk_tokens=args.chunk_tokens, overlap=args.overlap,
+        ix = indexer_for(args)(coll, emb, chunk_tokens=args.chunk_tokens, overlap=args.overlap,
                      batch_size=args.batch_size, progress=update, dim=session.dim)
         if records is not None:
             summary = ix.index_chunks(records)
@@ -456,6 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def db_args(sp):
         sp.add_argument("--db", required=True, help="database folder (or s3://... URI)")
+        add_storage_arguments(sp)  # --storage-option KEY=VALUE (lodevec.store.storage)
         sp.add_argument("--collection", default=DEFAULT_COLLECTION,
                         help=f"table name (default: {DEFAULT_COLLECTION})")
 
@@ -473,6 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="follow links out of the folders given (never into /proc, /sys, /dev)")
     sp.add_argument("--progress", action="store_true", help="progress bar even when stderr is not a terminal")
     sp.add_argument("--json", action="store_true", help="print a JSON summary instead")
+    add_ray_arguments(sp)  # --ray [auto|ADDRESS], --ray-workers (lodevec.ingest.distributed)
     sp.set_defaults(func=cmd_index)
 
     sp = sub.add_parser("search", help="search --db by meaning")
@@ -503,6 +508,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("serve", help="HTTP API: OpenAI-compatible embeddings, search, documents")
     sp.add_argument("--db", default=None, help="database folder (omit to serve embeddings only)")
+    add_storage_arguments(sp)
     model_args(sp)
     from .serve import add_arguments
 
@@ -556,6 +562,7 @@ def main(argv: list[str] | None = None, out=None) -> int:
     except SystemExit as e:  # argparse: 2 on usage errors, 0 on --help
         return int(e.code or 0)
     try:
+        apply_storage_arguments(args)  # --storage-option: defaults of every Database opened
         if getattr(args, "threads", None):
             from . import kernels
 

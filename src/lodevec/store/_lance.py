@@ -102,6 +102,16 @@ class WriteLock:
         self._depth = 0
         self._fd: int | None = None
 
+    @property
+    def exclusive(self) -> bool:
+        """Whether holding the lock keeps every other lodevec writer out (the flock does;
+        no lock does not; :class:`lodevec.store.lease.S3Lease` does across machines)."""
+        return self.path is not None
+
+    def fence(self) -> None:
+        """Raise if the lock is held but may have passed to another writer (a lease that
+        could not be renewed); an flock cannot, so: nothing."""
+
     def __enter__(self) -> WriteLock:
         self._mutex.acquire()
         if self._depth == 0 and self.path is not None:
@@ -152,6 +162,7 @@ class Table:
         """Run a LanceDB call; retry commit conflicts (bounded backoff), map errors."""
         for attempt in range(retries):
             try:
+                self.lock.fence()  # a writer that lost its lease writes nothing more
                 return fn()
             except errors.LodevecError:
                 raise

@@ -62,6 +62,16 @@ class Collection:
                 f"model identity says {effective_dim(identity)}")
         lock = Path(self.uri) / ".lodevec-locks" / f"{name}.lock" if db.local else None
         self._t = Table(table, self.uri, name, lock)
+        if not db.local:  # object stores: a cross-machine lease takes the flock's place
+            from .lease import lease_for
+
+            lease = lease_for(db, name)
+            if lease is not None:
+                # the cached handle may be read_consistency_interval (5 s) behind: a write
+                # under the lease starts from the newest version, or its id check would
+                # miss rows another writer just committed
+                lease.on_acquire = lambda: self._t.handle.checkout_latest()
+                self._t.lock = lease
         source = ResidentSource(self._t, lambda: db.open_table(name), self.dim)
         self._tier = None
         if db.resident:  # (imported here: the tier loads the compiled kernels)

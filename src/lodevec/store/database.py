@@ -20,6 +20,7 @@ from ..settings import DEFAULT_COLLECTION, DEFAULT_RESIDENT_BUDGET
 from ._lance import is_local, lancedb, local_path
 from .identity import check_match, effective_dim, normalize_identity, recorded_identity
 from .indexes import IndexPolicy
+from .storage import resolve_options
 
 if TYPE_CHECKING:  # pragma: no cover
     from .collection import Collection
@@ -60,7 +61,8 @@ class Database:
             raise errors.InputError("the database path is empty")
         self.local = is_local(uri)
         self.uri = str(local_path(uri)) if self.local else uri
-        self.storage_options = storage_options
+        # env + --storage-option defaults + these, resolved once (lodevec.store.storage)
+        self.storage_options = resolve_options(self.uri, storage_options)
         if read_consistency_interval is None:
             read_consistency_interval = timedelta(0) if self.local else timedelta(seconds=5)
         self.read_consistency_interval = read_consistency_interval

@@ -65,7 +65,7 @@ class Writer:
             return out
         step = max(1, int(batch_rows))
         with t.lock:
-            if t.lock.path is not None:
+            if t.lock.exclusive:  # (the flock, or the S3 lease: see lodevec.store.lease)
                 table = self._append_new(table, out, scan=n >= _APPEND_MIN_ROWS)
             for off in range(0, table.num_rows, step):
                 batch = table.slice(off, step)
