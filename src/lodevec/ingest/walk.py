@@ -296,10 +296,25 @@ def read_file(path: Path) -> tuple[str | None, str | None, str | None]:
     return text, None, encoding
 
 
+#: among encodings that fit a text equally well, the most common legacy one wins: on
+#: short Western texts charset-normalizer often ties cp1250 (Central European) with
+#: cp1252 (Windows Western, a superset of Latin-1's printable characters)
+PREFERRED_ENCODINGS = ("cp1252",)
+
+
 def _detected(data: bytes) -> tuple[str | None, str | None]:
     from charset_normalizer import from_bytes
 
-    best = from_bytes(data).best()
-    if best is None:
+    matches = list(from_bytes(data))
+    if not matches:
         return None, None
-    return str(best), best.encoding
+    best = matches[0]
+    if best.coherence == 0:  # no language evidence at all (a few accented words)
+        try:
+            return data.decode(PREFERRED_ENCODINGS[0]), PREFERRED_ENCODINGS[0]
+        except UnicodeDecodeError:
+            pass
+    ties = [m for m in matches
+            if m.chaos <= best.chaos + 1e-9 and m.coherence >= best.coherence - 1e-9]
+    pick = next((m for m in ties if m.encoding in PREFERRED_ENCODINGS), best)
+    return str(pick), pick.encoding
