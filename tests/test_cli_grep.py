@@ -208,3 +208,51 @@ def test_legacy_table_searches_without_line_numbers(tmp_path):
     assert r.stdout.splitlines()[0] == "/tmp/legacy/notes/doc3.txt: Rust programming language is fast and safe"
     assert any(line.startswith("records.jsonl#r2: ") for line in r.stdout.splitlines())
     assert r.stderr.count("before lodevec stored line numbers") == 1 and "re-index" in r.stderr
+
+
+def test_progress_lines_and_optimize(tmp_path):
+    import fcntl
+
+    root = tmp_path / "p"
+    _write_project(root)
+    r = lv(["index", "--model", MODEL, "--progress", "."], root)
+    assert r.returncode == 0
+    assert "lodevec index: reading files: 6/6" in r.stderr
+    assert "lodevec index: 6 files read: 6 chunks to embed" in r.stderr
+    assert lv(["index", "--quiet", "."], root).stderr == ""
+    (root / "docs" / "bread.md").write_text("Rye bread needs a sourdough starter.\n")
+    lv(["index", "-q", "."], root)
+
+    lock = root / ".lodevec" / ".lodevec-locks" / "default.lock"
+    fd = os.open(lock, os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # another process is writing: history is kept
+    try:
+        p = subprocess.Popen([sys.executable, "-m", "lodevec", "optimize", "--json"], cwd=root,
+                             env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        _wait_until_blocked_on_a_lock(p.pid)  # it has decided (lock busy) and waits for it
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+    out, err = p.communicate(timeout=300)
+    busy = json.loads(out)
+    assert busy["kept_versions_seconds"] == 300 and busy["versions_after"] > 1, err
+
+    r = lv(["optimize"], root)
+    assert r.returncode == 0 and "pruned to the latest version" in r.stdout
+    assert " -> 1 versions" in r.stdout and "KiB" in r.stdout
+    r = lv(["optimize", "--keep-versions", "1h", "--json"], root)
+    assert json.loads(r.stdout)["kept_versions_seconds"] == 3600
+    assert lv(["optimize", "--keep-versions", "soon"], root).returncode == 2
+
+
+def _wait_until_blocked_on_a_lock(pid: int, timeout: float = 240) -> None:
+    """Until /proc/locks lists ``pid`` waiting for a flock (a line with ``->``)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open("/proc/locks") as f:
+            if any("->" in line and f" {pid} " in line for line in f):
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"process {pid} never waited for the write lock")
