@@ -855,16 +855,25 @@ def main(argv: list[str] | None = None, out=None) -> int:
     except (errors.InputError, ValueError) as e:
         if args.debug:
             raise
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_one_line(e)}", file=sys.stderr)
         return EXIT_INPUT
     except (errors.LodevecError, OSError) as e:
         if args.debug:
             raise
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_one_line(e)}", file=sys.stderr)
         return EXIT_FAIL
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _one_line(e: BaseException) -> str:
+    """An error as one line: LanceDB's Rust source locations (``, /root/.cargo/...rs:12:5``)
+    mean nothing to a user and are dropped."""
+    import re
+
+    msg = re.sub(r",?\s*/\S+\.rs:\d+(:\d+)?", "", str(e))
+    return " ".join(line.strip() for line in msg.splitlines()) or msg
 
 
 def console_main() -> None:
