@@ -256,3 +256,22 @@ def _wait_until_blocked_on_a_lock(pid: int, timeout: float = 240) -> None:
                 return
         time.sleep(0.1)
     raise AssertionError(f"process {pid} never waited for the write lock")
+
+
+def test_help_imports_nothing_heavy():
+    code = """
+import sys
+from lodevec.cli import main
+for argv in (["--help"], ["search", "--help"], ["index", "--help"]):
+    try:
+        main(argv)
+    except SystemExit:
+        pass
+print(sorted(m for m in ("numpy", "lancedb", "pyarrow", "starlette", "tqdm", "tokenizers")
+             if m in sys.modules))
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=child_env(),
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "[]"
+    assert "--files-with-matches" in r.stdout and "--glob" in r.stdout
