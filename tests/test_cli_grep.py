@@ -275,3 +275,41 @@ print(sorted(m for m in ("numpy", "lancedb", "pyarrow", "starlette", "tqdm", "to
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().splitlines()[-1] == "[]"
     assert "--files-with-matches" in r.stdout and "--glob" in r.stdout
+
+
+def test_progress_bar_on_a_terminal(tmp_path):
+    import fcntl
+    import pty
+    import struct
+    import termios
+    import threading
+
+    root = tmp_path / "p"
+    _write_project(root)
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
+    p = subprocess.Popen([sys.executable, "-m", "lodevec", "index", "--model", MODEL,
+                          "--batch-size", "1", "."], cwd=root, env=child_env(),
+                         stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    chunks: list[bytes] = []
+
+    def read() -> None:
+        while True:
+            try:
+                b = os.read(master, 4096)
+            except OSError:
+                return
+            if not b:
+                return
+            chunks.append(b)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    out = p.communicate(timeout=300)[0].decode()
+    reader.join(10)
+    os.close(master)
+    shown = b"".join(chunks).decode()
+    assert p.returncode == 0 and out.startswith("indexed 6 files")
+    assert "reading:" in shown and "/6 [" in shown  # the files, with their total
+    assert "embedding:" in shown and "tok/s" in shown and "<" in shown  # total, rate, ETA
