@@ -65,10 +65,10 @@ def test_index_search_and_reindex(tmp_path, notes):
     code, out = run(["index", "--db", db, "--model", str(MINILM_FILE), "--json", str(notes)])
     assert code == 0, out
     s = json.loads(out)
-    assert s["files"] == 6 and s["chunks_embedded"] == 3 and s["chunks_removed"] == 0
+    assert s["files"] == 6 and s["chunks_embedded"] == 4 and s["chunks_removed"] == 0
     reasons = {r["path"].rsplit("/", 1)[-1]: r["reason"] for r in s["skipped"]}
     assert reasons["image.png"] == "binary file"
-    assert reasons["latin1.txt"].startswith("not valid UTF-8")
+    assert "latin1.txt" not in reasons  # decoded with the detected encoding
     assert reasons["empty.md"] == "empty file"
 
     code, out = run(["search", "--db", db, "--json", "-k", "3", "how do I bake bread"])
@@ -76,17 +76,19 @@ def test_index_search_and_reindex(tmp_path, notes):
     rows = [json.loads(line) for line in out.splitlines()]
     assert rows[0]["source"].endswith("cooking.txt") and rows[0]["chunk"] == 0
     assert rows[0]["score"] > rows[1]["score"] and -1.0 <= rows[-1]["score"] <= 1.0
-    assert set(rows[0]) == {"id", "score", "text", "source", "chunk", "metadata"}
+    assert set(rows[0]) == {"id", "score", "text", "source", "path", "chunk", "line_start",
+                            "line_end", "metadata"}
+    assert rows[0]["line_start"] == rows[0]["line_end"] == 1
 
     # unchanged files cost no model time; a changed file is re-embedded; a removed file's chunks go
     (notes / "sub" / "garden.md").write_text("Potatoes grow in cool weather.\n")
     (notes / "rust.md").unlink()
     code, out = run(["index", "--db", db, "--model", str(MINILM_FILE), "--json", str(notes)])
     s = json.loads(out)
-    assert s["chunks_embedded"] == 1 and s["chunks_skipped"] == 1 and s["chunks_removed"] == 1
+    assert s["chunks_embedded"] == 1 and s["chunks_skipped"] == 2 and s["chunks_removed"] == 1
     code, out = run(["stats", "--db", db, "--json"])
     st = json.loads(out)
-    assert st["rows"] == 2
+    assert st["rows"] == 3
 
     code, out = run(["search", "--db", db, "--json", "-k", "1", "--where", "source LIKE '%garden.md'", "vegetables"])
     assert json.loads(out)["text"].startswith("Potatoes")

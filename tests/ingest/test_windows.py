@@ -34,7 +34,7 @@ base = None
 with open("/proc/self/status") as f:
     base = next(int(x.split()[1]) for x in f if x.startswith("VmRSS:")) / 1024
 text = "lorem ipsum dolor sit amet vector search\\n" * 50_000  # 2 MB
-n = len(ix._pieces(text))
+n = len(ix._spans(text))
 report(chunks=n, base_mb=base)
 """
     out = run_limited(code, timeout=120)

@@ -16,6 +16,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .sources import SourceMap
 from .walk import read_text
 
 #: stored chunks read per lookup (ids per ``get``)
@@ -44,14 +45,18 @@ class Freshness:
                 "stale": self.stale[:max_listed], "complete": self.complete}
 
 
-def file_sources(by_source: dict[str, dict[str, str]]) -> dict[str, list[str]]:
-    """``{path: ids}`` for the sources an index run of files wrote: absolute paths whose
-    chunk ids are all ``<path>#<n>`` (records carry their callers' ids)."""
+def file_sources(by_source: dict[str, dict[str, str]], sources: SourceMap | None = None
+                 ) -> dict[str, list[str]]:
+    """``{path: ids}`` for the sources an index run of files wrote: absolute paths (or,
+    in a project database, paths relative to the project) whose chunk ids are all
+    ``<source>#<n>`` (records carry their callers' ids); keys are absolute paths."""
     out = {}
     for source, ids in by_source.items():
-        if source and os.path.isabs(source) and all(
+        relative = sources is not None and sources.root is not None
+        if source and (os.path.isabs(source) or relative) and all(
                 i.startswith(source + "#") and i[len(source) + 1:].isdigit() for i in ids):
-            out[source] = sorted(ids, key=lambda i: int(i[len(source) + 1:]))
+            path = str(sources.path(source)) if sources is not None else source
+            out[path] = sorted(ids, key=lambda i: int(i[len(source) + 1:]))
     return out
 
 
@@ -77,7 +82,7 @@ def check_freshness(collection, *, max_files: int = 1000, budget_s: float = 2.0)
         budget_s: stop comparing after this many seconds (stat calls included).
     """
     t0 = time.perf_counter()
-    files = file_sources(collection.hashes_by_source())
+    files = file_sources(collection.hashes_by_source(), SourceMap.for_collection(collection))
     res = Freshness(files=len(files))
     dated: list[tuple[float, str]] = []
     for path in files:

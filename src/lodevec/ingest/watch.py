@@ -30,6 +30,7 @@ from pathlib import Path
 
 from .. import errors
 from .indexer import Indexer, IndexSummary
+from .sources import SourceMap
 from .walk import SKIP_DIRS, walk_files
 
 #: names of editors' transient files: vim swap/backup/probe, emacs lock/autosave,
@@ -223,7 +224,8 @@ class Watcher:
         coll = self.session.collection
         with self.lock:
             summary = self._index_files(present)
-            gone = self._gone(coll.sources(), touched - present, present)
+            gone = self._gone(coll.sources(), touched - present, present,
+                              SourceMap.for_collection(coll))
             if gone:
                 summary.chunks_removed += coll.delete_sources(gone)
             if summary.chunks_embedded or summary.chunks_removed:
@@ -291,10 +293,13 @@ class Watcher:
         return IndexSummary()
 
     @staticmethod
-    def _gone(stored: set[str], candidates: set[Path], present: set[Path]) -> list[str]:
+    def _gone(stored: set[str], candidates: set[Path], present: set[Path],
+              sources: SourceMap | None = None) -> list[str]:
         """Stored sources at or under ``candidates`` (touched paths that are no indexable
         file now: vanished, ignored, or folders), minus the files just indexed."""
-        ordered = sorted(stored - {str(p) for p in present})
+        sources = sources or SourceMap(None)
+        by_path = {str(sources.path(s)): s for s in stored}  # relative ones made absolute
+        ordered = sorted(set(by_path) - {str(p) for p in present})
         out = []
         for c in candidates:
             c = str(c)
@@ -302,7 +307,7 @@ class Watcher:
             while i < len(ordered) and ordered[i].startswith(c):
                 s = ordered[i]
                 if s == c or s.startswith(c + os.sep):
-                    out.append(s)
+                    out.append(by_path[s])
                 i += 1
         return out
 

@@ -47,7 +47,8 @@ class PathPattern:
     ``matches()`` tests a path in Python; both mean the same.
     """
 
-    def __init__(self, pattern: str, cwd: str | os.PathLike):
+    def __init__(self, pattern: str, cwd: str | os.PathLike, root: Path | None = None):
+        self.root = root  # a project database stores paths below it relative to it
         pattern = pattern.strip()
         if not pattern:
             raise errors.InputError("path filter is empty")
@@ -72,15 +73,40 @@ class PathPattern:
                 i += 1
 
     def where(self) -> str:
+        clauses = [self._where(self.prefix, self.tokens)]
+        rel = self._relative()
+        if rel is not None:
+            clauses.append(self._where(*rel))
+        return clauses[0] if len(clauses) == 1 else "(" + " OR ".join(clauses) + ")"
+
+    def _relative(self):
+        """The pattern in the project's relative spelling, when it lies in the project."""
+        if self.root is None:
+            return None
+        base = str(self.root).rstrip(os.sep) + os.sep
         if self.prefix is not None:
-            under = _like_literal(self.prefix.rstrip(os.sep)) + os.sep + "%"
-            return (f"(source = {sql_string(self.prefix)} OR "
+            if self.prefix == str(self.root):
+                return "", []
+            return (self.prefix[len(base):], []) if self.prefix.startswith(base) else None
+        if "".join(self.tokens[:len(base)]) == base:
+            return None, self.tokens[len(base):]
+        if self.tokens[:1] == ["*"]:  # a name glob matches relative paths too
+            return None, self.tokens
+        return None
+
+    @staticmethod
+    def _where(prefix: str | None, tokens: list[str]) -> str:
+        if prefix == "":  # the project root itself: every relative source
+            return "source NOT LIKE '/%'"
+        if prefix is not None:
+            under = _like_literal(prefix.rstrip(os.sep)) + os.sep + "%"
+            return (f"(source = {sql_string(prefix)} OR "
                     f"source LIKE {sql_string(under)} ESCAPE '{_ESC}')")
-        like = "".join("%" if t == "*" else "_" if t == "?" else _like_literal(t)
-                       for t in self.tokens)
+        like = "".join("%" if t == "*" else "_" if t == "?" else _like_literal(t) for t in tokens)
         return f"source LIKE {sql_string(like)} ESCAPE '{_ESC}'"
 
     def matches(self, path: str) -> bool:
+        """Whether an absolute ``path`` matches."""
         if self.prefix is not None:
             return path == self.prefix or path.startswith(self.prefix.rstrip(os.sep) + os.sep)
         rx = "".join(".*" if t == "*" else "." if t == "?" else re.escape(t) for t in self.tokens)
@@ -126,6 +152,16 @@ class SearchTools:
         self.watch = None  # a lodevec.ingest.watch.WatchHandle, when watching
 
     @property
+    def sources(self):
+        from ..ingest.sources import SourceMap
+
+        return SourceMap.for_collection(self.collection)
+
+    def _path(self, source: str) -> str:
+        """A stored source as the absolute path results carry."""
+        return str(self.sources.path(source)) if source else source
+
+    @property
     def collection(self):
         return self.session.collection
 
@@ -140,14 +176,14 @@ class SearchTools:
             raise errors.InputError(f"unknown mode {mode!r}; use {', '.join(SEARCH_MODES)}")
         clauses = [f"({where})"] if where and where.strip() else []
         if path:
-            clauses.append(PathPattern(path, self.cwd).where())
+            clauses.append(PathPattern(path, self.cwd, self.sources.root).where())
         t0 = time.perf_counter()
         vector = None if mode == "fts" else self.session.embed_query(query)
         hits = self.collection.search(vector, k=k, where=" AND ".join(clauses) or None,
                                       query_text=query, mode=mode)
         results = []
         for h in hits:
-            r = {"path": h.source, "chunk": h.chunk, **_lines(h), "score": round(float(h.score), 4),
+            r = {"path": self._path(h.source), "chunk": h.chunk, **_lines(h), "score": round(float(h.score), 4),
                  "id": h.id, "snippet": snippet(h.text)}
             if full_text:
                 r["text"] = h.text
@@ -189,7 +225,7 @@ class SearchTools:
 
     # ------------------------------------------------------------------ sources / get
     def list_sources(self, path: str | None = None, limit: int = 200) -> dict:
-        counts = {s: len(ids) for s, ids in self.collection.hashes_by_source().items()}
+        counts = {self._path(s): len(ids) for s, ids in self.collection.hashes_by_source().items()}
         if path:
             pattern = PathPattern(path, self.cwd)
             counts = {s: n for s, n in counts.items() if pattern.matches(s)}
@@ -207,12 +243,14 @@ class SearchTools:
             if not rows:
                 raise errors.InputError(f"no chunk with id {id!r}")
         else:
-            source = str(Path(self.cwd, os.path.expanduser(path)).resolve())
-            ids = coll.ids_for_source(source)
+            full = Path(self.cwd, os.path.expanduser(path)).resolve()
+            source = str(full)
+            ids = next((found for form in self.sources.forms(full)
+                        if (found := coll.ids_for_source(form))), [])
             if not ids:
                 raise errors.InputError(f"{source} is not indexed (see list_sources)")
             rows = coll.get(ids[:max(1, max_chunks)])
-        chunks = [{"id": r["id"], "path": r["source"], "chunk": r["chunk"], **_lines(r),
+        chunks = [{"id": r["id"], "path": self._path(r["source"]), "chunk": r["chunk"], **_lines(r),
                    "text": r["text"]} for r in rows]
         out = {"chunks": chunks}
         if path:

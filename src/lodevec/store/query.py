@@ -73,6 +73,9 @@ class SearchResult:
         source: its origin (file path), "" if none.
         chunk: index of the chunk within ``source``.
         metadata: the record's metadata object.
+        line_start, line_end: the chunk's first and last line in its file (1-based);
+            None for records and for rows indexed before lodevec stored them.
+        byte_start, byte_end: its half-open byte range in the file, or None.
     """
 
     id: str
@@ -81,6 +84,10 @@ class SearchResult:
     source: str
     chunk: int
     metadata: dict
+    line_start: int | None = None
+    line_end: int | None = None
+    byte_start: int | None = None
+    byte_end: int | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -114,9 +121,16 @@ def rrf_fuse(rankings: Sequence[Sequence[dict]], k: int) -> list[tuple[dict, flo
     return [(row, score) for score, _, row in best]
 
 
+#: where a file chunk is, recorded in its metadata by the indexer
+POSITION_KEYS = ("line_start", "line_end", "byte_start", "byte_end")
+
+
 def _hit(row: dict, score: float) -> SearchResult:
+    meta = parse_metadata(row["metadata"])
+    pos = {k: v for k in POSITION_KEYS
+           if isinstance(v := meta.get(k), int) and not isinstance(v, bool)}
     return SearchResult(id=row["id"], score=score, text=row["text"], source=row["source"] or "",
-                        chunk=int(row["chunk"] or 0), metadata=parse_metadata(row["metadata"]))
+                        chunk=int(row["chunk"] or 0), metadata=meta, **pos)
 
 
 # ----------------------------------------------------------------------------- search

@@ -14,6 +14,13 @@ content_hash    string                              lets the ingester skip uncha
 embedding       fixed_size_list<float32, dim>       the vector (cosine distance)
 ==============  ==================================  =========================================
 
+A file chunk's metadata records where it is in its file: ``path``, ``line_start`` and
+``line_end`` (1-based, inclusive), ``byte_start`` and ``byte_end`` (half-open, in the
+file's encoding, named by ``encoding`` when not UTF-8); ``SearchResult`` lifts the four
+positions into fields.  They live in the metadata object rather than in columns so
+that tables written before them open, search and take writes unchanged (no schema
+migration), and the resident tier carries them with no change.
+
 ``id`` is declared an (unenforced) primary key in its field metadata: LanceDB's
 merge-insert then records the keys each commit inserts, so two processes inserting the
 same new id conflict (and one retries) instead of silently committing a duplicate row,
