@@ -177,6 +177,10 @@ def cmd_model_pull(args, out) -> int:
 
 
 def cmd_bench(args, out) -> int:
+    if args.what == "startup":
+        from .bench.startup import main_startup
+
+        return main_startup(args, out)
     if args.what == "search":
         from .bench.search import DEFAULT_CONFIGS, run_search_bench
 
@@ -218,9 +222,12 @@ def _open_session(args, create: bool):
     from .session import open_session
     from .store import Database
 
+    # one short query gains nothing from a second thread (its threads would only wait
+    # for each other), so `search` embeds on one unless --threads says otherwise
+    threads = args.threads or (1 if args.command == "search" else None)
     return open_session(Database(_db_uri(args, create), resident=False), args.collection,
                         model=args.model, create=create, dim=getattr(args, "dim", None),
-                        threads=args.threads, device=args.device)
+                        threads=threads, device=args.device)
 
 
 def _open_collection(args):
@@ -678,7 +685,7 @@ def _p_model(sp):
 def _p_bench(sp):
     from .bench.search import CONFIGS
 
-    sp.add_argument("what", nargs="?", choices=["model", "search"], default="model")
+    sp.add_argument("what", nargs="?", choices=["model", "search", "startup"], default="model")
     _model_args(sp)
     sp.add_argument("--seq-len", type=_ints, default=[16, 128, 512])
     sp.add_argument("--batch", type=_ints, default=[1, 16])
@@ -689,6 +696,10 @@ def _p_bench(sp):
     sp.add_argument("--rows", type=_positive, default=100_000, help="(search) table rows")
     sp.add_argument("--dim", type=_positive, default=768, help="(search) vector dimension")
     sp.add_argument("--queries", type=_positive, default=200, help="(search) number of queries")
+    sp.add_argument("--runs", type=_positive, default=10, help="(startup) runs per command")
+    sp.add_argument("--db", default=None,
+                    help="(startup) an existing database to search (default: one of --rows built "
+                         "in a temporary folder)")
     sp.add_argument("--configs", type=_configs, default=None,
                     help=f"(search) comma-separated, from {','.join(CONFIGS)} "
                          "(default: all but IVF_PQ)")
