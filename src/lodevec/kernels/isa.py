@@ -135,5 +135,6 @@ def load(level: str) -> Compiled:
     if level not in _loaded:
         choose(level, "kernel ISA level")   # never import a level's modules on a CPU that lacks it
         mods = {m: importlib.import_module(f"lodevec._kernels.{level}.{m}") for m in MODULES}
+        mods["qmatmul"].configure(cpu_features())   # in-level variants (AVX-VNNI), once
         _loaded[level] = Compiled(level=level, **mods)
     return _loaded[level]
