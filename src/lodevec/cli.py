@@ -136,9 +136,25 @@ def cmd_tokenize(args, out) -> int:
 def cmd_model_info(args, out) -> int:
     from .gguf.model import GGUFModel
     from .hub import resolve_model
+    from .kernels import kernel_info
 
     model = GGUFModel.open(resolve_model(args.file))
-    out.write(json.dumps(model.info(), indent=2) + "\n")
+    k = kernel_info()   # what this model would run on here
+    kernels = {key: k[key] for key in ("isa", "int8_dot", "openmp", "threads")}
+    out.write(json.dumps({**model.info(), "kernels": kernels}, indent=2) + "\n")
+    return EXIT_OK
+
+
+def cmd_info(args, out) -> int:
+    """``lodevec info``: version, kernel ISA level in use, levels built and supported,
+    the CPU features dispatch looks at, OpenMP and threads (JSON)."""
+    import platform
+
+    from . import __version__
+    from .kernels import kernel_info
+
+    out.write(json.dumps({"version": __version__, "python": platform.python_version(),
+                          "machine": platform.machine(), **kernel_info()}, indent=2) + "\n")
     return EXIT_OK
 
 
@@ -407,6 +423,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--input", "-i", help="JSON Lines file (default: stdin)")
     sp.add_argument("--task", choices=TASKS, default="none")
     sp.set_defaults(func=cmd_tokenize)
+
+    sp = sub.add_parser("info", help="version, kernel ISA level, CPU features, OpenMP, threads (JSON)")
+    sp.set_defaults(func=cmd_info)
 
     sp = sub.add_parser("model", help="model files: info, pull")
     msub = sp.add_subparsers(dest="model_command", required=True, metavar="SUBCOMMAND")
