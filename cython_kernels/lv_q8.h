@@ -4,12 +4,13 @@
  * x (n, K) is quantized per row into Q8_K-style blocks of 256 values: int8 q[256]
  * (round(x * 127 / amax)), the sums of each 16 values (int16 bsums[16]) and one f32
  * scale d = amax / 127.  Each weight row is unpacked once per call into u8 quants
- * (Q4_K 0..15, Q6_K 0..63, Q8_0 |w|) plus per-lane f32 scales, and then dotted with
+ * (Q4_K 0..15, Q5_K 0..31, Q6_K 0..63, Q8_0 |w|) plus per-lane f32 scales, and then dotted with
  * every quantized x row by VPDPBUSD (u8 weights x s8 activations, 4-element int32
  * lanes); the lane sums are scaled (cvt + FMA: each 4-lane group shares one
  * sub-block scale) and the K-quant offsets (Q4_K mins, Q6_K's -32) are subtracted
  * through the activation block sums:
  *   Q4_K:  y = sum_b (dx_b * sum_e d*sc_s * q_e * a_e  -  dmin * sum_s m_s * dx_b*bsum32_s)
+ *   Q5_K:  as Q4_K, q_e = 4 low bits (qs) | 1 high bit (qh) << 4
  *   Q6_K:  y = sum_b (dx_b * sum_e d*sc_g * q_e * a_e  -  32*d * sum_g sc_g * dx_b*bsum16_g)
  *   Q8_0:  y = sum_b dx_b *  sum_e d_blk * |w_e| * (sign(w_e) a_e)
  * Each output element is computed by one thread with a fixed order of operations,
@@ -31,6 +32,15 @@
 #include <immintrin.h>
 #else
 #define LV_Q8 0
+#endif
+
+/* AVX2 level: a second dot loop for CPUs with AVX-VNNI, compiled with
+ * target("avxvnni") (GCC >= 11, clang >= 12) and chosen at run time. */
+#if LV_Q8 == 2 && ((defined(__clang__) && __clang_major__ >= 12) || \
+                   (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 11))
+#define LV_Q8_AVXVNNI 1
+#else
+#define LV_Q8_AVXVNNI 0
 #endif
 
 /* Layout of a block of 256 quants ("interleaved"): element e = 16 g + p (group g of
@@ -60,6 +70,7 @@ typedef struct {
 } lv_q8w;
 
 static inline int lv_q8_available(void) { return LV_Q8; }
+static inline int lv_q8_avxvnni_built(void) { return LV_Q8_AVXVNNI; }
 static inline size_t lv_q8x_size(void) { return sizeof(lv_q8x); }
 static inline size_t lv_q8w_size(void) { return sizeof(lv_q8w); }
 
@@ -80,6 +91,15 @@ static inline void lv_q4k_scale_min(const uint8_t *blk, uint32_t utmp[4]) {
     utmp[1] = (utmp[2] & 0x0f0f0f0fu) | (((utmp[0] >> 6) & 0x03030303u) << 4);
     utmp[2] = uaux;
     utmp[0] &= 0x3f3f3f3fu;
+}
+
+/* Q5_K, 176 bytes: f16 d, f16 dmin, 12 scale bytes (as Q4_K), qh[32], qs[128].
+ * Element 64 c + l (l < 32) is qs[32 c + l] & 15 | bit 2c of qh[l] << 4; element
+ * 64 c + 32 + l is qs[32 c + l] >> 4 | bit 2c + 1 of qh[l] << 4 (ggml's
+ * dequantize_row_q5_K).  Returns the 0x10 bits of quant bit `bit` of the 32 bytes hb. */
+static inline __m256i lv_q5k_hbit(__m256i hb, int bit) {
+    const __m256i m = _mm256_set1_epi8((char)(1 << bit));
+    return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hb, m), m), _mm256_set1_epi8(0x10));
 }
 
 /* Q6_K quants 0..63 of elements 128 h + 32 s2 .. + 31 (ql: 128 bytes, qh: 64). */
@@ -138,8 +158,9 @@ static inline int lv_q8_unpack_row(int qtype, const uint8_t *w, Py_ssize_t nb, l
     __m512i a[4];
     for (Py_ssize_t b = 0; b < nb; b++) {
         lv_q8w *o = u + b;
-        if (qtype == 12) {                      /* Q4_K, 144 bytes */
-            const uint8_t *blk = w + b * 144;
+        if (qtype == 12 || qtype == 13) {       /* Q4_K, 144 bytes / Q5_K, 176 bytes */
+            const int q5 = qtype == 13;
+            const uint8_t *blk = w + b * (q5 ? 176 : 144);
             const float d = lv_load_f16(blk), dmin = lv_load_f16(blk + 2);
             uint32_t utmp[4];
             lv_q4k_scale_min(blk, utmp);
@@ -149,10 +170,16 @@ static inline int lv_q8_unpack_row(int qtype, const uint8_t *w, Py_ssize_t nb, l
             const __m512i mn16 = _mm512_cvtepu8_epi32(_mm_unpackhi_epi8(sm, sm));
             _mm512_storeu_ps(o->scl, _mm512_mul_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(sc16)));
             _mm512_storeu_ps(o->mnf, _mm512_mul_ps(_mm512_set1_ps(dmin), _mm512_cvtepi32_ps(mn16)));
+            const uint8_t *qs = blk + (q5 ? 48 : 16);
+            const __m256i hb = q5 ? _mm256_loadu_si256((const __m256i *)(blk + 16)) : _mm256_setzero_si256();
             for (int c = 0; c < 4; c++) {
-                __m256i v = _mm256_loadu_si256((const __m256i *)(blk + 16 + 32 * c));
-                a[c] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(v, m4)),
-                                          _mm256_and_si256(_mm256_srli_epi16(v, 4), m4), 1);
+                __m256i v = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
+                __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+                if (q5) {
+                    lo = _mm256_or_si256(lo, lv_q5k_hbit(hb, 2 * c));
+                    hi = _mm256_or_si256(hi, lv_q5k_hbit(hb, 2 * c + 1));
+                }
+                a[c] = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
             }
         } else if (qtype == 14) {               /* Q6_K, 210 bytes */
             const uint8_t *blk = w + b * 210;
@@ -199,7 +226,8 @@ static inline int lv_q8_unpack_row(int qtype, const uint8_t *w, Py_ssize_t nb, l
 /* out[r * ldo] = dot(x row r, weight row) + bias for R (<= 4) rows. */
 static inline __attribute__((always_inline)) void
 lv_q8_rows(const lv_q8w *u, Py_ssize_t nb, const lv_q8x *x, Py_ssize_t ldx, const int R,
-           const int q80, float *out, Py_ssize_t ldo, float bias) {
+           const int q80, float *out, Py_ssize_t ldo, float bias, const int vnni) {
+    (void)vnni;            /* VPDPBUSD is AVX-512 VNNI here */
     __m512 acc[4];
     for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps();
     for (Py_ssize_t b = 0; b < nb; b++) {
@@ -234,6 +262,28 @@ lv_q8_rows(const lv_q8w *u, Py_ssize_t nb, const lv_q8x *x, Py_ssize_t ldx, cons
 #endif
 
 #if LV_Q8
+/* Tests: an unpacked row back in natural element order, q[256 nb] (Q8_0 signed),
+ * scl[16 nb] and mnf[16 nb], so w_e = scl_g * q_e - mnf_g can be checked bit for bit. */
+static inline void lv_q8_export(const lv_q8w *u, Py_ssize_t nb, int qtype, int16_t *q,
+                                float *scl, float *mnf) {
+    for (Py_ssize_t b = 0; b < nb; b++) {
+        for (int e = 0; e < 256; e++) {
+            const int g = e / 16, p = e % 16, at = 64 * (p / 4) + 4 * g + p % 4;
+            int v = u[b].q[at];
+            if (qtype == 8) {
+#if LV_Q8 == 1
+                if (u[b].neg[at / 64] >> (at % 64) & 1) v = -v;   /* |w| and a sign mask */
+#else
+                v = (int8_t)u[b].q[at];                          /* signed as stored */
+#endif
+            }
+            q[256 * b + e] = (int16_t)v;
+        }
+        memcpy(scl + 16 * b, u[b].scl, sizeof u[b].scl);
+        memcpy(mnf + 16 * b, u[b].mnf, sizeof u[b].mnf);
+    }
+}
+
 /* Quantize one row of K (multiple of 256) floats into K / 256 blocks. */
 static inline void lv_q8_quant_row(const float *x, Py_ssize_t K, lv_q8x *out) {
     for (Py_ssize_t b = 0; b < K / 256; b++) {
@@ -252,28 +302,63 @@ static inline void lv_q8_quant_row(const float *x, Py_ssize_t K, lv_q8x *out) {
 }
 
 /* One weight row against all n quantized x rows (nb blocks each). */
-static inline void lv_q8_dot_rows(const lv_q8w *u, Py_ssize_t nb, const lv_q8x *x,
-                                  Py_ssize_t n, int qtype, float *out, Py_ssize_t ldo, float bias) {
+static inline __attribute__((always_inline)) void
+lv_q8_dot_rows_body(const lv_q8w *u, Py_ssize_t nb, const lv_q8x *x, Py_ssize_t n, int qtype,
+                    float *out, Py_ssize_t ldo, float bias, const int vnni) {
     Py_ssize_t i = 0;
+#define LV_Q8_ROWS(R, Q80) lv_q8_rows(u, nb, x + i * nb, nb, R, Q80, out + i * ldo, ldo, bias, vnni)
     if (qtype == 8) {
-        for (; i + 4 <= n; i += 4) lv_q8_rows(u, nb, x + i * nb, nb, 4, 1, out + i * ldo, ldo, bias);
+        for (; i + 4 <= n; i += 4) LV_Q8_ROWS(4, 1);
         switch (n - i) {
-        case 3: lv_q8_rows(u, nb, x + i * nb, nb, 3, 1, out + i * ldo, ldo, bias); break;
-        case 2: lv_q8_rows(u, nb, x + i * nb, nb, 2, 1, out + i * ldo, ldo, bias); break;
-        case 1: lv_q8_rows(u, nb, x + i * nb, nb, 1, 1, out + i * ldo, ldo, bias); break;
+        case 3: LV_Q8_ROWS(3, 1); break;
+        case 2: LV_Q8_ROWS(2, 1); break;
+        case 1: LV_Q8_ROWS(1, 1); break;
         default: break;
         }
     } else {
-        for (; i + 4 <= n; i += 4) lv_q8_rows(u, nb, x + i * nb, nb, 4, 0, out + i * ldo, ldo, bias);
+        for (; i + 4 <= n; i += 4) LV_Q8_ROWS(4, 0);
         switch (n - i) {
-        case 3: lv_q8_rows(u, nb, x + i * nb, nb, 3, 0, out + i * ldo, ldo, bias); break;
-        case 2: lv_q8_rows(u, nb, x + i * nb, nb, 2, 0, out + i * ldo, ldo, bias); break;
-        case 1: lv_q8_rows(u, nb, x + i * nb, nb, 1, 0, out + i * ldo, ldo, bias); break;
+        case 3: LV_Q8_ROWS(3, 0); break;
+        case 2: LV_Q8_ROWS(2, 0); break;
+        case 1: LV_Q8_ROWS(1, 0); break;
         default: break;
         }
     }
+#undef LV_Q8_ROWS
+}
+
+static inline void lv_q8_dot_rows_plain(const lv_q8w *u, Py_ssize_t nb, const lv_q8x *x, Py_ssize_t n,
+                                        int qtype, float *out, Py_ssize_t ldo, float bias) {
+    lv_q8_dot_rows_body(u, nb, x, n, qtype, out, ldo, bias, 0);
+}
+
+#if LV_Q8_AVXVNNI
+static __attribute__((target("avxvnni"))) void
+lv_q8_dot_rows_vnni(const lv_q8w *u, Py_ssize_t nb, const lv_q8x *x, Py_ssize_t n, int qtype,
+                    float *out, Py_ssize_t ldo, float bias) {
+    lv_q8_dot_rows_body(u, nb, x, n, qtype, out, ldo, bias, 1);
+}
+#endif
+
+/* One weight row against all n quantized x rows; vnni != 0 (the CPU has AVX-VNNI,
+ * decided once by the caller) takes the AVX-VNNI loop where it is built. */
+static inline void lv_q8_dot_rows(const lv_q8w *u, Py_ssize_t nb, const lv_q8x *x,
+                                  Py_ssize_t n, int qtype, float *out, Py_ssize_t ldo, float bias,
+                                  int vnni) {
+#if LV_Q8_AVXVNNI
+    if (vnni) {
+        lv_q8_dot_rows_vnni(u, nb, x, n, qtype, out, ldo, bias);
+        return;
+    }
+#endif
+    (void)vnni;
+    lv_q8_dot_rows_plain(u, nb, x, n, qtype, out, ldo, bias);
 }
 #else
+static inline void lv_q8_export(const lv_q8w *u, Py_ssize_t nb, int qtype, int16_t *q,
+                                float *scl, float *mnf) {
+    (void)u; (void)nb; (void)qtype; (void)q; (void)scl; (void)mnf;
+}
 static inline void lv_q8_quant_row(const float *x, Py_ssize_t K, lv_q8x *out) {
     (void)x; (void)K; (void)out;
 }
@@ -282,8 +367,9 @@ static inline int lv_q8_unpack_row(int qtype, const uint8_t *w, Py_ssize_t nb, l
     return -1;
 }
 static inline void lv_q8_dot_rows(const lv_q8w *u, Py_ssize_t nb, const lv_q8x *x,
-                                  Py_ssize_t n, int qtype, float *out, Py_ssize_t ldo, float bias) {
-    (void)u; (void)nb; (void)x; (void)n; (void)qtype; (void)out; (void)ldo; (void)bias;
+                                  Py_ssize_t n, int qtype, float *out, Py_ssize_t ldo, float bias,
+                                  int vnni) {
+    (void)u; (void)nb; (void)x; (void)n; (void)qtype; (void)out; (void)ldo; (void)bias; (void)vnni;
 }
 #endif
 

@@ -4,10 +4,14 @@
  * 64-byte chunk is two 32-byte halves, groups 0-7 and 8-15, one int32 lane per group.
  * VPMADDUBSW (u8 weights x s8 activations -> pairwise int16 sums) then VPMADDWD by
  * ones (-> 4-element int32 lane sums) stands in for VPDPBUSD, as in llama.cpp's AVX2
- * path.  The int16 pair sums cannot saturate: |w| <= 15 (Q4_K), 63 (Q6_K), 128
+ * path.  The int16 pair sums cannot saturate: |w| <= 15 (Q4_K), 31 (Q5_K), 63 (Q6_K), 128
  * (|Q8_0|) times |a| <= 127, twice, stays below 32767.  Q8_0 weights stay signed in
  * the unpacked row; each dot takes |w| and moves the sign onto the activation
- * (VPSIGNB), which needs no mask registers.  Included by lv_q8.h only. */
+ * (VPSIGNB), which needs no mask registers.  Where the CPU has AVX-VNNI (Alder Lake,
+ * Sapphire Rapids, Zen 5), a second copy of the dot loop compiled for it
+ * (lv_q8_dot_rows_vnni, target("avxvnni")) replaces the three instructions by
+ * VPDPBUSD on ymm; qmatmul.pyx picks one copy from the CPU features at load.  Included
+ * by lv_q8.h only. */
 
 /* |x|max of one block of 256. */
 static inline float lv_q8_amax(const float *xb) {
@@ -55,7 +59,7 @@ static inline void lv_q8_interleave2(const uint8_t *nat, uint8_t *dst) {
 
 /* One super-block of each weight type -> scales in o, quants 0..63 (Q8_0: signed) in
  * natural order in nat (lv_q8_interleave2 then interleaves them into o->q). */
-static inline void lv_q8_unpack_q4k(const uint8_t *blk, lv_q8w *o, uint8_t *nat) {
+static inline void lv_q8_unpack_q4k(const uint8_t *blk, lv_q8w *o, uint8_t *nat, const int q5) {
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     const float d = lv_load_f16(blk), dmin = lv_load_f16(blk + 2);
     uint32_t utmp[4];
@@ -65,10 +69,17 @@ static inline void lv_q8_unpack_q4k(const uint8_t *blk, lv_q8w *o, uint8_t *nat)
         o->scl[g] = d * (float)sm[g / 2];
         o->mnf[g] = dmin * (float)sm[8 + g / 2];
     }
+    const uint8_t *qs = blk + (q5 ? 48 : 16);   /* Q5_K: qh[32] first (lv_q5k_hbit) */
+    const __m256i hb = q5 ? _mm256_loadu_si256((const __m256i *)(blk + 16)) : _mm256_setzero_si256();
     for (int c = 0; c < 4; c++) {
-        __m256i v = _mm256_loadu_si256((const __m256i *)(blk + 16 + 32 * c));
-        _mm256_store_si256((__m256i *)(nat + 64 * c), _mm256_and_si256(v, m4));
-        _mm256_store_si256((__m256i *)(nat + 64 * c + 32), _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
+        __m256i v = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
+        __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+        if (q5) {
+            lo = _mm256_or_si256(lo, lv_q5k_hbit(hb, 2 * c));
+            hi = _mm256_or_si256(hi, lv_q5k_hbit(hb, 2 * c + 1));
+        }
+        _mm256_store_si256((__m256i *)(nat + 64 * c), lo);
+        _mm256_store_si256((__m256i *)(nat + 64 * c + 32), hi);
     }
 }
 
@@ -98,7 +109,8 @@ static inline int lv_q8_unpack_row(int qtype, const uint8_t *w, Py_ssize_t nb, l
     uint8_t nat[256] __attribute__((aligned(32)));
     for (Py_ssize_t b = 0; b < nb; b++) {
         switch (qtype) {
-        case 12: lv_q8_unpack_q4k(w + b * 144, u + b, nat); break;
+        case 12: lv_q8_unpack_q4k(w + b * 144, u + b, nat, 0); break;
+        case 13: lv_q8_unpack_q4k(w + b * 176, u + b, nat, 1); break;
         case 14: lv_q8_unpack_q6k(w + b * 210, u + b, nat); break;
         case 8: lv_q8_unpack_q80(w + b * 8 * 34, u + b, nat); break;
         default: return -1;
@@ -108,10 +120,21 @@ static inline int lv_q8_unpack_row(int qtype, const uint8_t *w, Py_ssize_t nb, l
     return 0;
 }
 
-/* out[r * ldo] = dot(x row r, weight row) + bias for R (<= 4) rows. */
+#if LV_Q8_AVXVNNI
+/* AVX-VNNI (VEX-encoded VPDPBUSD on ymm): the 4-product int32 lane sums in one
+ * instruction instead of three.  The sums are exact either way (the pair sums of
+ * VPMADDUBSW cannot saturate, above), so both variants give the same bits. */
+static inline __attribute__((target("avxvnni"))) __m256i
+lv_q8_dot4_vnni(__m256i acc, __m256i w, __m256i a) {
+    return _mm256_dpbusd_avx_epi32(acc, w, a);
+}
+#endif
+
+/* out[r * ldo] = dot(x row r, weight row) + bias for R (<= 4) rows; vnni (a constant
+ * after inlining) selects the AVX-VNNI dot, only inside lv_q8_dot_rows_vnni. */
 static inline __attribute__((always_inline)) void
 lv_q8_rows(const lv_q8w *u, Py_ssize_t nb, const lv_q8x *x, Py_ssize_t ldx, const int R,
-           const int q80, float *out, Py_ssize_t ldo, float bias) {
+           const int q80, float *out, Py_ssize_t ldo, float bias, const int vnni) {
     const __m256i ones = _mm256_set1_epi16(1);
     __m256 acc[4];
     for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
@@ -126,6 +149,12 @@ lv_q8_rows(const lv_q8w *u, Py_ssize_t nb, const lv_q8x *x, Py_ssize_t ldx, cons
                 for (int r = 0; r < R; r++) {
                     __m256i a = _mm256_loadu_si256((const __m256i *)(x[r * ldx + b].q + 64 * c + 32 * h));
                     if (q80) a = _mm256_sign_epi8(a, w);
+#if LV_Q8_AVXVNNI
+                    if (vnni) {
+                        dp[r][h] = lv_q8_dot4_vnni(dp[r][h], wu, a);
+                        continue;
+                    }
+#endif
                     dp[r][h] = _mm256_add_epi32(dp[r][h],
                                                 _mm256_madd_epi16(_mm256_maddubs_epi16(wu, a), ones));
                 }

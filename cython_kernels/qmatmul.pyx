@@ -11,14 +11,14 @@ threads' output tiles meet once (handing them out dynamically scaled far worse o
 threads: false sharing of out, see docs/performance.md); each output element is computed
 by one thread with a fixed sequence of operations, so results depend neither on
 the thread count nor on n (a row's result is the same alone or in a batch).  Supported weight
-types: Q4_K, Q6_K, Q8_0 with K a multiple of 256; everything else stays on the
+types: Q4_K, Q5_K, Q6_K, Q8_0 with K a multiple of 256; everything else stays on the
 exact f32 path (matmul.pyx).  The result carries the activation quantization error
 (relative ~1e-3..1e-2 of |x|.|w| per output), as llama.cpp's does.
 """
 
 cimport cython
 from cython.parallel cimport parallel, prange
-from libc.stdint cimport uint8_t
+from libc.stdint cimport int16_t, uint8_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
 
@@ -28,12 +28,14 @@ cdef extern from "lv_q8.h" nogil:
     ctypedef struct lv_q8w:
         pass
     int lv_q8_available()
+    int lv_q8_avxvnni_built()
     size_t lv_q8x_size()
     size_t lv_q8w_size()
     void lv_q8_quant_row(const float *x, Py_ssize_t K, lv_q8x *out)
     int lv_q8_unpack_row(int qtype, const uint8_t *w, Py_ssize_t nb, lv_q8w *u)
     void lv_q8_dot_rows(const lv_q8w *u, Py_ssize_t nb, const lv_q8x *x, Py_ssize_t n,
-                        int qtype, float *out, Py_ssize_t ldo, float bias)
+                        int qtype, float *out, Py_ssize_t ldo, float bias, int vnni)
+    void lv_q8_export(const lv_q8w *u, Py_ssize_t nb, int qtype, int16_t *q, float *scl, float *mnf)
     void lv_omp_barrier()
 
 cdef extern from "stdlib.h" nogil:
@@ -48,19 +50,49 @@ cdef Py_ssize_t X_BLOCK_BYTES = 256 * 1024
 cdef Py_ssize_t W_ROWS = 32
 
 
+# 1: the AVX2 level runs its AVX-VNNI dot loop (set by configure() from the CPU's features)
+cdef int _avxvnni = 0
+
+
 def available():
     """Whether the int8 kernels were compiled in (AVX-512 F/BW/VL + VNNI, or AVX2 + FMA)."""
     return bool(lv_q8_available())
 
 
+def configure(features):
+    """Pick the dot loop for the usable CPU ``features`` (names as lodevec._kernels.cpu).
+
+    Called once when the level is loaded (lodevec.kernels.isa.load): the AVX2 level
+    runs VPDPBUSD on ymm (AVX-VNNI) where the CPU has it.  Both loops give the same bits.
+    """
+    global _avxvnni
+    _avxvnni = 1 if lv_q8_avxvnni_built() and "avxvnni" in features else 0
+
+
+def dot_variant():
+    """The int8 dot instructions in use: ``"avx512vnni"``, ``"avxvnni"`` (the AVX2
+    level on a CPU with AVX-VNNI), ``"avx2"`` (VPMADDUBSW + VPMADDWD) or ``"none"``."""
+    if lv_q8_available() == 1:
+        return "avx512vnni"
+    if lv_q8_available() == 2:
+        return "avxvnni" if _avxvnni else "avx2"
+    return "none"
+
+
+#: GGML type ids of the int8 path: Q8_0, Q4_K, Q5_K, Q6_K
+TYPES = (8, 12, 13, 14)
+
+
 def supported_types():
-    """GGML type ids the int8 path handles: Q8_0, Q4_K, Q6_K."""
-    return (8, 12, 14)
+    """GGML type ids the int8 path handles: Q8_0, Q4_K, Q5_K, Q6_K."""
+    return TYPES
 
 
 cdef Py_ssize_t _row_bytes(int qtype, Py_ssize_t K):
     if qtype == 12:
         return K // 256 * 144
+    if qtype == 13:
+        return K // 256 * 176
     if qtype == 14:
         return K // 256 * 210
     if qtype == 8:
@@ -82,7 +114,7 @@ def matmul_q8(const float[:, ::1] x, int qtype, const uint8_t[:, ::1] w, Py_ssiz
     cdef Py_ssize_t M = w.shape[0]
     if not lv_q8_available():
         raise RuntimeError("int8 matmul kernels are not compiled in (need AVX2 or AVX-512 VNNI)")
-    if qtype not in (8, 12, 14):
+    if qtype not in TYPES:
         raise ValueError(f"int8 matmul: unsupported GGML type id {qtype}")
     if cols != K or K <= 0 or K % 256:
         raise ValueError(f"int8 matmul: x has {K} columns, weight has {cols} (need a multiple of 256)")
@@ -118,6 +150,7 @@ def matmul_q8(const float[:, ::1] x, int qtype, const uint8_t[:, ::1] w, Py_ssiz
     cdef lv_q8w *u = NULL
     cdef float *tilebuf = NULL
     cdef int failed = 0
+    cdef int vnni = _avxvnni
     with nogil, parallel(num_threads=nthreads):
         u = <lv_q8w *>aligned_alloc(64, usz)
         tilebuf = <float *>malloc(xrows * W_ROWS * sizeof(float))
@@ -138,7 +171,7 @@ def matmul_q8(const float[:, ::1] x, int qtype, const uint8_t[:, ::1] w, Py_ssiz
                     failed += 1
                 else:
                     lv_q8_dot_rows(u, nb, xq + i0 * nb, ni, qtype, tilebuf + (j - j0), W_ROWS,
-                                   bp[j] if bp != NULL else 0.0)
+                                   bp[j] if bp != NULL else 0.0, vnni)
             # the item's (ni, j1 - j0) outputs leave the thread row by row: column
             # writes straight into out would share cache lines with the other thread
             for i in range(ni):
@@ -148,3 +181,35 @@ def matmul_q8(const float[:, ::1] x, int qtype, const uint8_t[:, ::1] w, Py_ssiz
     free(xq)
     if failed:
         raise MemoryError("int8 matmul: cannot allocate the per-thread buffers")
+
+
+def unpack_rows(int qtype, const uint8_t[:, ::1] w, Py_ssize_t cols):
+    """The int8 path's unpacked weight rows, in natural element order (tests).
+
+    Returns ``(q, scl, mnf)``: int16 ``(M, cols)`` quants (u8 operands; Q8_0 signed),
+    float32 ``(M, cols // 16)`` per-group scales and offsets, so that the weight is
+    ``scl * q - mnf`` per group of 16 (Q6_K: ``scl * (q - 32)``, ``mnf = 32 scl``).
+    """
+    import numpy as np
+    if not lv_q8_available():
+        raise RuntimeError("int8 matmul kernels are not compiled in (need AVX2 or AVX-512 VNNI)")
+    if qtype not in TYPES or cols <= 0 or cols % 256 or w.shape[1] != _row_bytes(qtype, cols):
+        raise ValueError(f"unpack_rows: type {qtype}, {cols} columns, {w.shape[1]} bytes per row")
+    cdef Py_ssize_t M = w.shape[0], nb = cols // 256, j
+    q = np.empty((M, cols), np.int16)
+    scl = np.empty((M, cols // 16), np.float32)
+    mnf = np.empty((M, cols // 16), np.float32)
+    cdef int16_t[:, ::1] qv = q
+    cdef float[:, ::1] sv = scl
+    cdef float[:, ::1] mv = mnf
+    cdef lv_q8w *u = <lv_q8w *>aligned_alloc(64, nb * lv_q8w_size())
+    if u == NULL:
+        raise MemoryError("unpack_rows: cannot allocate the unpacked row")
+    try:
+        for j in range(M):
+            if lv_q8_unpack_row(qtype, &w[j, 0], nb, u) != 0:
+                raise ValueError(f"unpack_rows: unsupported GGML type id {qtype}")
+            lv_q8_export(u, nb, qtype, &qv[j, 0], &sv[j, 0], &mv[j, 0])
+    finally:
+        free(u)
+    return q, scl, mnf

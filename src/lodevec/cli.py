@@ -162,9 +162,25 @@ def cmd_tokenize(args, out) -> int:
 def cmd_model_info(args, out) -> int:
     from .gguf.model import GGUFModel
     from .hub import resolve_model
+    from .kernels import kernel_info
 
     model = GGUFModel.open(resolve_model(args.file))
-    out.write(json.dumps(model.info(), indent=2) + "\n")
+    k = kernel_info()   # what this model would run on here
+    kernels = {key: k[key] for key in ("isa", "int8_dot", "openmp", "threads")}
+    out.write(json.dumps({**model.info(), "kernels": kernels}, indent=2) + "\n")
+    return EXIT_OK
+
+
+def cmd_info(args, out) -> int:
+    """``lodevec info``: version, kernel ISA level in use, levels built and supported,
+    the CPU features dispatch looks at, OpenMP and threads (JSON)."""
+    import platform
+
+    from . import __version__
+    from .kernels import kernel_info
+
+    out.write(json.dumps({"version": __version__, "python": platform.python_version(),
+                          "machine": platform.machine(), **kernel_info()}, indent=2) + "\n")
     return EXIT_OK
 
 
@@ -830,7 +846,12 @@ def _p_watch(sp):
 
 #: name -> (help, the function adding its options); options are added only for the
 #: command that runs (see the module docstring)
+def _p_info(sp):
+    sp.set_defaults(func=cmd_info)
+
+
 COMMANDS = {
+    "info": ("version, kernel ISA level, CPU features, OpenMP, threads (JSON)", _p_info),
     "embed": ("embed JSON Lines {\"id\", \"text\"} -> {\"id\", \"embedding\", ...}", _p_embed),
     "tokenize": ("token ids per JSON Lines record", _p_tokenize),
     "model": ("model files: info, pull", _p_model),

@@ -13,16 +13,15 @@ import gguf.quants
 import numpy as np
 import pytest
 from isa_levels import isa_level  # noqa: F401  (autouse: every test at every ISA level)
-from test_kernels import random_raw
+from test_kernels import memmapped, random_raw
 
 from lodevec import kernels
-from lodevec.gguf.constants import GGMLQuantizationType
+from lodevec.gguf.constants import TYPE_SIZE, GGMLQuantizationType
 from lodevec.gguf.tensors import QuantTensor
-from lodevec.kernels import quant, runtime
+from lodevec.kernels import runtime
 
 T = GGMLQuantizationType
-INT8_TYPES = [T.Q4_K, T.Q6_K, T.Q8_0]
-
+INT8_TYPES = [T.Q4_K, T.Q5_K, T.Q6_K, T.Q8_0]
 
 
 @pytest.fixture(autouse=True)
@@ -78,6 +77,51 @@ def test_int8_matmul_accuracy_and_threads(qtype, n):
     assert not np.array_equal(one, exact)
 
 
+def test_int8_types_of_the_level():
+    assert set(runtime.compiled.qmatmul.supported_types()) == {int(t) for t in INT8_TYPES}
+
+
+@pytest.mark.parametrize("rows", [1, 7, 97])
+@pytest.mark.parametrize("qtype", INT8_TYPES, ids=lambda t: t.name)
+def test_int8_unpack_is_bit_exact(qtype, rows, tmp_path):
+    """The unpacked u8 quants and per-group scales give gguf.quants' values bit for bit:
+    scl * q - mnf (Q6_K: scl * (q - 32), mnf = 32 scl; Q8_0: scl * q, mnf = 0)."""
+    rng = np.random.default_rng(rows + 10 * int(qtype))
+    cols = 768
+    raw = random_raw(qtype, rows, cols, rng)
+    raw[0, :TYPE_SIZE[qtype]] = 0                   # an all-zero block
+    raw = memmapped(tmp_path, raw)
+    q, scl, mnf = runtime.compiled.qmatmul.unpack_rows(int(qtype), raw, cols)
+    assert q.shape == (rows, cols) and scl.shape == mnf.shape == (rows, cols // 16)
+    lo, hi = {T.Q4_K: (0, 15), T.Q5_K: (0, 31), T.Q6_K: (0, 63), T.Q8_0: (-128, 127)}[qtype]
+    assert lo <= q.min() and q.max() <= hi
+    if rows == 97:
+        assert q.min() == lo and q.max() == hi      # random bytes reach every bit
+    s, m = np.repeat(scl, 16, axis=1), np.repeat(mnf, 16, axis=1)
+    if qtype == T.Q6_K:
+        got = s * (q - 32).astype(np.float32)
+        assert np.array_equal(mnf, 32 * scl)
+    else:
+        got = s * q.astype(np.float32) - m
+    ref = gguf.quants.dequantize(np.asarray(raw), qtype)
+    assert got.dtype == np.float32 and np.array_equal(got, ref)
+
+
+@pytest.mark.parametrize("rows", [1, 7, 97])
+@pytest.mark.parametrize("qtype", INT8_TYPES, ids=lambda t: t.name)
+def test_int8_matmul_odd_shapes(qtype, rows):
+    rng = np.random.default_rng(rows * 3 + int(qtype))
+    for n, cols in ((1, 256), (3, 1280), (13, 256)):
+        raw = random_raw(qtype, rows, cols, rng, scale=0.05)
+        w = QuantTensor("w", qtype, rows, cols, raw)
+        x = rng.standard_normal((n, cols)).astype(np.float32)
+        bias = rng.standard_normal(rows).astype(np.float32)
+        one, two = _run(x, w, bias, 1), _run(x, w, bias, 2)
+        assert np.array_equal(one, two)
+        err = _rel_err(one, x, gguf.quants.dequantize(raw, qtype), bias)
+        assert err.max() < 1e-2, (n, cols, err.max())
+
+
 @pytest.mark.parametrize("qtype", INT8_TYPES, ids=lambda t: t.name)
 def test_int8_row_result_does_not_depend_on_batch(qtype):
     """A row gives the same bits alone and inside any batch (batched == single)."""
@@ -108,9 +152,7 @@ def test_int8_zero_and_constant_rows():
 def test_f32_mode_and_other_types_stay_exact():
     rng = np.random.default_rng(5)
     x = rng.standard_normal((4, 512)).astype(np.float32)
-    for qtype in (T.F16, T.F32, T.Q5_K, T.Q4_0):
-        if int(qtype) in quant.int8_types():
-            continue    # Q5_K: on the int8 path at the amx level
+    for qtype in (T.F16, T.F32, T.Q5_0, T.Q4_0):
         raw = random_raw(qtype, 6, 512, rng, scale=0.05)
         w = QuantTensor("w", qtype, 6, 512, raw)
         assert _rel_err(kernels.matmul(x, w), x, gguf.quants.dequantize(raw, qtype), None).max() < 1e-5
@@ -130,7 +172,7 @@ def test_int8_kernel_validates_arguments():
     x = np.zeros((2, 512), np.float32)
     out = np.empty((2, 4), np.float32)
     with pytest.raises(ValueError):
-        runtime.compiled.qmatmul.matmul_q8(x, int(T.Q5_K), raw, 512, None, out, 1)          # type
+        runtime.compiled.qmatmul.matmul_q8(x, int(T.Q4_0), raw, 512, None, out, 1)          # type
     with pytest.raises(ValueError):
         runtime.compiled.qmatmul.matmul_q8(x[:, :256].copy(), int(T.Q4_K), raw, 256, None, out, 1)  # row bytes
     with pytest.raises(ValueError):

@@ -249,6 +249,11 @@ def test_health_info_metrics(client, server):
     assert info["model"] == MODEL.name and info["dimension"] == 256
     assert info["dims"] == [256, 128, 64] and info["max_tokens"] == MAX_TOKENS
     assert info["rows"] is None and info["status"] == "ready"
+    from lodevec import kernels
+    compute = info["compute"]
+    assert compute["isa"] == kernels.kernel_info()["isa"] and compute["device"] == "cpu"
+    assert compute["openmp"] == kernels.openmp_enabled() and compute["threads"] >= 1
+    assert compute["int8_dot"] == kernels.kernel_info()["int8_dot"]
     r = client.get("/metrics")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     text = r.text

@@ -66,6 +66,11 @@ class Embedder:
         return self.encoder.dims
 
     @property
+    def compute(self) -> dict:
+        """Device, kernel ISA level, int8 dot, OpenMP and threads of the encoder."""
+        return self.encoder.compute
+
+    @property
     def max_batch_tokens(self) -> int:
         """Tokens one forward of the backend may hold."""
         return self.encoder.backend.max_batch_tokens

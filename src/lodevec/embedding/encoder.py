@@ -85,9 +85,15 @@ class Encoder:
     def info(self) -> dict:
         """Model facts (architecture, sizes, tensor types) plus the encoder's settings."""
         return {**self.model.info(), "dims": list(self.dims), "prompts": self.prompts,
-                "max_tokens_used": self.max_tokens, "threads": self.backend.threads,
-                "openmp": kernels.openmp_enabled(), "isa": kernels.kernel_info()["isa"],
-                "device": self.backend.device}
+                "max_tokens_used": self.max_tokens, **self.compute}
+
+    @property
+    def compute(self) -> dict:
+        """What the forward runs on: ``{"device", "isa" (kernel level in use), "int8_dot",
+        "openmp", "threads" (this encoder's)}``."""
+        k = kernels.kernel_info()
+        return {"device": self.backend.device, "isa": k["isa"], "int8_dot": k["int8_dot"],
+                "openmp": k["openmp"], "threads": self.backend.threads}
 
     def identity(self, dim: int | None = None) -> dict:
         """What a store records to refuse vectors from another model."""

@@ -165,5 +165,6 @@ def load(level: str) -> Compiled:
         base, own = PARTIAL.get(level, (level, ()))
         mods = {m: importlib.import_module(f"lodevec._kernels.{base}.{m}") for m in MODULES}
         mods.update({m: importlib.import_module(f"lodevec._kernels.{level}.{m}") for m in own})
+        mods["qmatmul"].configure(cpu_features())   # in-level variants (AVX-VNNI), once
         _loaded[level] = Compiled(level=level, **mods)
     return _loaded[level]

@@ -65,8 +65,9 @@ def get_rows(t: QuantTensor, ids: np.ndarray, *, threads: int | None = None) -> 
 
 # --------------------------------------------------------------------- matmul
 # int8-activation path (qmatmul.pyx, the llama.cpp scheme): x quantized per row
-# into int8 blocks of 256, VNNI integer dots with the 4/6/8-bit weight quants.
-# Taken for every Q4_K / Q6_K / Q8_0 weight with K a multiple of 256, whatever n:
+# into int8 blocks of 256, integer dots with the 4/5/6/8-bit weight quants.
+# Taken for every weight of a type the level's qmatmul.supported_types() lists
+# (Q4_K / Q5_K / Q6_K / Q8_0) with K a multiple of 256, whatever n:
 #  * the choice must not depend on n: a text's embedding must be the same alone or
 #    in a batch (tests/test_conformance.py::test_batched_equals_single), and the
 #    encoder multiplies the whole unpadded batch at once -- an n threshold would put
@@ -75,8 +76,6 @@ def get_rows(t: QuantTensor, ids: np.ndarray, *, threads: int | None = None) -> 
 #    wins by far, and at large n it stays close (docs/performance.md, "int8 path").
 # F16/F32 and the other quant types always take the exact f32 path;
 # LODEVEC_MATMUL=f32 / set_matmul_mode("f32") forces it everywhere.
-_INT8_TYPES = frozenset(int(t) for t in (GGMLQuantizationType.Q4_K, GGMLQuantizationType.Q6_K,
-                                         GGMLQuantizationType.Q8_0))
 # AMX tiles (the amx level, amx.pyx): the same int8 activations, for these types and
 # every n (the same argument as above: never chosen by batch size).
 _AMX_TYPES = frozenset(int(t) for t in (GGMLQuantizationType.Q4_K, GGMLQuantizationType.Q5_K,
@@ -119,7 +118,7 @@ def int8_types() -> frozenset[int]:
     k = runtime.compiled
     if k.amx is not None:
         return _AMX_TYPES
-    return _INT8_TYPES if k.int8 else frozenset()
+    return frozenset(k.qmatmul.supported_types()) if k.int8 else frozenset()
 
 
 def matmul(x: np.ndarray, w: QuantTensor, bias: np.ndarray | None = None,
@@ -128,7 +127,7 @@ def matmul(x: np.ndarray, w: QuantTensor, bias: np.ndarray | None = None,
 
     Exact float32 arithmetic (weights dequantized to float32, float32 FMAs); the
     result matches a float64 reference to float32 rounding of the dot products --
-    except for Q4_K / Q6_K / Q8_0 weights in the default ``"auto"`` mode (see
+    except for Q4_K / Q5_K / Q6_K / Q8_0 weights in the default ``"auto"`` mode (see
     :func:`set_matmul_mode`), where x is quantized to int8 per row and block of 256
     (as llama.cpp does): error ~1e-3 of |x_i|.|w_j| per output.  Each row's
     result depends only on that row (not on n or the thread count).
@@ -169,7 +168,8 @@ def matmul(x: np.ndarray, w: QuantTensor, bias: np.ndarray | None = None,
         else:
             planes, scales = _amx_repacked(k, w, qt, raw, nt)
             k.amx.matmul_packed(x, qt, planes, scales, w.rows, bias, out, nt)
-    elif qt in _INT8_TYPES and runtime.get_matmul_mode() == "auto" and k.int8 and w.cols % 256 == 0:
+    elif k.int8 and qt in k.qmatmul.supported_types() and w.cols % 256 == 0 \
+            and runtime.get_matmul_mode() == "auto":
         k.qmatmul.matmul_q8(x, qt, raw, w.cols, bias, out, runtime.resolve(threads))
     else:
         k.matmul.matmul_q(x, qt, raw, w.cols, bias, out, runtime.resolve(threads))

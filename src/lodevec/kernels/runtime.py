@@ -122,22 +122,36 @@ def get_num_threads() -> int:
     return _num_threads
 
 
+#: CPU features that decide the level and the in-level variants (reported by kernel_info)
+DISPATCH_FEATURES = ("sse4_2", "avx", "avx2", "fma", "f16c", "bmi2", "avx512f", "avx512bw",
+                     "avx512dq", "avx512vl", "avx512cd", "avx512vnni", "avxvnni",
+                     "amx_tile", "amx_int8", "amx_bf16")
+
+
 def kernel_info() -> dict[str, object]:
-    """The kernels in use: ISA level, what else runs here, micro-kernels, threads.
+    """The kernels in use: ISA level, what else is built and runs here, threads.
 
     Returns:
         ``{"isa": level in use ("baseline" | "avx2" | "avx512" | "amx" | "native"),
-        "levels": levels built and supported here (lowest first), "simd": ISA of the
-        float micro-kernels ("avx512" | "avx2" | "scalar"), "int8": whether the
-        int8-activation matmul is in, "dot_tile": (MR, NR), "panel_tile": (NX, MW),
-        "openmp": bool, "threads": int}``, plus ``"note"`` when the CPU has AMX but
-        the OS refused the tile permission (the level then falls back to avx512).
+        "levels": levels built and supported here (lowest first), "built": levels
+        installed, "cpu_features": the dispatch-relevant CPU features usable here
+        (CPU and OS, sorted), "simd": ISA of the float micro-kernels ("avx512" |
+        "avx2" | "scalar"), "int8": whether the int8-activation matmul is in,
+        "int8_dot": its dot instructions ("avx512vnni" | "avxvnni" | "avx2" |
+        "none"), "dot_tile": (MR, NR), "panel_tile": (NX, MW), "openmp": bool,
+        "threads": int, "amx": whether the AMX tile matmul is in}``, plus ``"note"`` when
+        the CPU has AMX but the OS refused the tile permission (the level then falls back
+        to avx512).
     """
     mods = current()
     simd, mr, nr, nx, mw = mods.matmul.micro_kernel()
-    info = {"isa": mods.level, "levels": list(isa.supported_levels()), "simd": simd,
-            "int8": mods.int8, "amx": mods.amx is not None, "dot_tile": (mr, nr),
-            "panel_tile": (nx, mw), "openmp": openmp_enabled(), "threads": get_num_threads()}
+    features = isa.cpu_features()
+    info = {"isa": mods.level, "levels": list(isa.supported_levels()),
+            "built": list(isa.built_levels()),
+            "cpu_features": [f for f in DISPATCH_FEATURES if f in features], "simd": simd,
+            "int8": mods.int8, "int8_dot": mods.qmatmul.dot_variant(), "dot_tile": (mr, nr),
+            "panel_tile": (nx, mw), "openmp": openmp_enabled(), "threads": get_num_threads(),
+            "amx": mods.amx is not None}
     note = isa.amx_note()
     if note:
         info["note"] = note
@@ -178,7 +192,7 @@ def set_matmul_mode(mode: str) -> None:
 
     Args:
         mode: ``"auto"`` (default): int8 activations with VNNI integer dot products
-            on Q4_K / Q6_K / Q8_0 weights (K a multiple of 256), like llama.cpp;
+            on Q4_K / Q5_K / Q6_K / Q8_0 weights (K a multiple of 256), like llama.cpp;
             exact float32 for every other type.  ``"f32"``: always the exact float32
             path.  The default comes from the ``LODEVEC_MATMUL`` environment variable.
 

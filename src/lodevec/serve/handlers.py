@@ -179,7 +179,8 @@ async def health(svc: Service, request: Request) -> Response:
 
 
 async def info(svc: Service, request: Request) -> Response:
-    """``GET /info``: the model, the collection, the limits and the queue's counters."""
+    """``GET /info``: the model, the collection, the limits, the queue's counters and the
+    compute (device, kernel ISA level, int8 dot, OpenMP, threads)."""
     rows = resident = None
     if svc.collection is not None:
         rows = await run_in_threadpool(svc.collection.count)
@@ -193,7 +194,7 @@ async def info(svc: Service, request: Request) -> Response:
         "uptime_s": round(time.time() - svc.started_at, 3),
         "limits": {**asdict(svc.limits), "truncate": svc.truncate_default},
         "batcher": svc.batcher.stats(), "cache": svc.embedder.cache.stats(),
-        "resident": resident})
+        "resident": resident, "compute": emb.compute})
 
 
 async def metrics_page(svc: Service, request: Request) -> Response:
