@@ -504,14 +504,17 @@ def _size(n: int) -> str:
     return str(n)
 
 
-def _lock_is_free(coll) -> bool:
+def _lock_is_free(coll) -> bool | None:
     """Whether no other process holds the collection's write lock right now (every
-    lodevec write, index build and compaction holds it; an object store has none)."""
+    lodevec write, index build and compaction holds it); None on an object store, whose
+    lease other writers may take at any moment (store/lease.py)."""
     import fcntl
 
-    path = coll._t.lock.path  # the store's WriteLock (store/_lance.py)
-    if path is None or not path.exists():
-        return path is not None
+    path = getattr(coll._t.lock, "path", None)  # the local WriteLock (store/_lance.py)
+    if path is None:
+        return None
+    if not path.exists():
+        return True
     fd = os.open(path, os.O_RDWR)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -531,9 +534,14 @@ def cmd_optimize(args, out) -> int:
     if keep is None:
         free = _lock_is_free(coll)
         keep = 0.0 if free else 300.0
-        why = ("pruned to the latest version (no other lodevec process holds the table)" if free
-               else "kept the last 5 minutes of versions: another process holds the table's "
-                    "write lock (run again when it is done, or pass --keep-versions 0)")
+        if free:
+            why = "pruned to the latest version (no other lodevec process holds the table)"
+        elif free is None:
+            why = ("kept the last 5 minutes of versions: on an object store writers on other "
+                   "machines may be reading them (pass --keep-versions 0 to prune)")
+        else:
+            why = ("kept the last 5 minutes of versions: another process holds the table's "
+                   "write lock (run again when it is done, or pass --keep-versions 0)")
     res = coll.optimize(cleanup_older_than=keep)
     res = res if isinstance(res, dict) else {"optimized": True}
     if args.json:

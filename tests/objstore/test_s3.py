@@ -187,8 +187,9 @@ def test_seed_case_and_every_command(s3_env, s3_db, monkeypatch):
     code, out = run_cli(["stats", "--db", s3_db, "--json"])
     st = json.loads(out)
     assert code == 0 and st["rows"] == 3 and st["uri"] == s3_db and st["size_bytes"] > 0
-    code, out = run_cli(["optimize", "--db", s3_db])
+    code, out = run_cli(["optimize", "--db", s3_db, "--json"])
     assert code == 0 and json.loads(out)["fragments_after"] >= 1
+    assert json.loads(out)["kept_versions_seconds"] == 300.0   # other machines may read them
     code, out = run_cli(["delete", "--db", s3_db, "doc1"])
     assert code == 0 and json.loads(out) == {"deleted": 1}
     code, out = run_cli(["stats", "--db", s3_db, "--json"])
