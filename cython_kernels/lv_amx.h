@@ -36,7 +36,7 @@
 #include <stdint.h>
 #include <string.h>
 #include "lv_simd.h"
-#include "lv_q8.h"          /* lv_q6k_part */
+#include "lv_q8.h"          /* lv_q4k_scale_min, lv_q5k_hbit, lv_q6k_part */
 
 #if defined(__AMX_TILE__) && defined(__AMX_INT8__) && defined(__AVX512F__) && defined(__AVX512BW__)
 #define LV_AMX 1
@@ -181,20 +181,6 @@ static inline void lv_amx_split(__m512i pa, __m512i pb, int sgn, uint8_t *lo, ui
     _mm256_storeu_si256((__m256i *)(hi + 32), _mm512_cvtepi16_epi8(hb));
 }
 
-/* Q4_K/Q5_K scales and mins of one super-block (12 bytes at blk + 4). */
-static inline void lv_amx_kscales(const uint8_t *blk, uint8_t sc[8], uint8_t mn[8]) {
-    for (int j = 0; j < 8; j++) {
-        const uint8_t *q = blk + 4;
-        if (j < 4) {
-            sc[j] = q[j] & 63;
-            mn[j] = q[j + 4] & 63;
-        } else {
-            sc[j] = (q[j + 4] & 0x0F) | ((q[j - 4] >> 6) << 4);
-            mn[j] = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-        }
-    }
-}
-
 /* Unpack weight row i of a panel, block b, into natural-order P bytes (256 each)
  * and the panel's per-row scales.  Returns -1 for an unsupported type. */
 static inline int lv_amx_unpack_row(int qtype, const uint8_t *blk, int i, lv_amx_w *o,
@@ -202,12 +188,12 @@ static inline int lv_amx_unpack_row(int qtype, const uint8_t *blk, int i, lv_amx
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     if (qtype == 12 || qtype == 13) {           /* Q4_K (144 bytes), Q5_K (176 bytes) */
         const float d = lv_load_f16(blk), dmin = lv_load_f16(blk + 2);
-        uint8_t sc[8], mn[8];
-        lv_amx_kscales(blk, sc, mn);
+        uint32_t utmp[4];
+        lv_q4k_scale_min(blk, utmp);            /* bytes 0..7: scales, 8..15: mins */
+        const uint8_t *sc = (const uint8_t *)utmp, *mn = sc + 8;
         o->d[i] = d;
         for (int s = 0; s < 8; s++) o->mn[s][i] = dmin * (float)mn[s];
         const uint8_t *qs = blk + (qtype == 12 ? 16 : 48);
-        const uint8_t *qh = blk + 16;             /* Q5_K: bit 2c / 2c + 1 of qh[l] */
         if (qtype == 12) {
             /* 4-bit quants: P = q * sc by table lookup (VPSHUFB), one 16-entry table of
              * low bytes and one of high bytes per sub-block, in the 128-bit lanes of the
@@ -231,18 +217,12 @@ static inline int lv_amx_unpack_row(int qtype, const uint8_t *blk, int i, lv_amx
             }
             return 0;
         }
-        for (int c = 0; c < 4; c++) {
+        const __m256i hbits = _mm256_loadu_si256((const __m256i *)(blk + 16));   /* Q5_K qh */
+        for (int c = 0; c < 4; c++) {               /* Q5_K */
             const __m256i v = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
-            __m256i a = _mm256_and_si256(v, m4);
-            __m256i bq = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-            if (qtype == 13) {
-                const __m256i h = _mm256_loadu_si256((const __m256i *)qh);
-                const __m256i one = _mm256_set1_epi8(1);
-                const __m256i ha = _mm256_and_si256(_mm256_srl_epi16(h, _mm_cvtsi32_si128(2 * c)), one);
-                const __m256i hb = _mm256_and_si256(_mm256_srl_epi16(h, _mm_cvtsi32_si128(2 * c + 1)), one);
-                a = _mm256_or_si256(a, _mm256_slli_epi16(ha, 4));
-                bq = _mm256_or_si256(bq, _mm256_slli_epi16(hb, 4));
-            }
+            const __m256i a = _mm256_or_si256(_mm256_and_si256(v, m4), lv_q5k_hbit(hbits, 2 * c));
+            const __m256i bq = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4),
+                                               lv_q5k_hbit(hbits, 2 * c + 1));
             const __m512i pa = _mm512_mullo_epi16(_mm512_cvtepu8_epi16(a), _mm512_set1_epi16(sc[2 * c]));
             const __m512i pb = _mm512_mullo_epi16(_mm512_cvtepu8_epi16(bq), _mm512_set1_epi16(sc[2 * c + 1]));
             lv_amx_split(pa, pb, 0, plo + 64 * c, phi + 64 * c);
